@@ -1,0 +1,109 @@
+"""The `lipdub` command: a thin front end over the Python API.
+
+Each subcommand parses its arguments, calls one library function and prints the result. User
+errors (``LipdubError``) become one line on stderr and a non-zero exit; imports of heavy stages
+happen inside the handlers so `lipdub --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from lipdub import __version__
+from lipdub.errors import LipdubError
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from lipdub.avatar import PrepareOptions, prepare
+
+    options = PrepareOptions(fps=args.fps, smooth=args.smooth, face_index=args.face,
+                             max_size=args.max_size)
+    avatar = prepare(args.input, args.output, options, overwrite=args.overwrite)
+    m = avatar.manifest
+    print(f"prepared {avatar.path}: {avatar.n_frames} frames {avatar.width}x{avatar.height} "
+          f"at {avatar.fps:g} fps in {m['prepare_seconds']:.1f} s ({m['prepare_fps']:.1f} frames/s)")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from lipdub.metrics import compare_videos, format_report
+
+    result = compare_videos(args.a, args.b, fps=args.fps, mouth=not args.no_mouth,
+                            side_by_side=args.side_by_side, plot=args.plot)
+    if args.json:
+        json.dump(result, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(format_report(result))
+    return 0
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from lipdub.doctor import format_checks, run_checks
+
+    checks = run_checks()
+    print(format_checks(checks))
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lipdub",
+        description="Make the person in a video or photo say any speech audio (offline, CPU).")
+    parser.add_argument("--version", action="version", version=f"lipdub {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("prepare", help="prepare an avatar from a video or photo",
+                       description="Track the face in every frame of INPUT and store an avatar "
+                                   "(frames, landmarks, crops, audio features) in AVATAR_DIR.")
+    p.add_argument("input", help="video or photo of one person")
+    p.add_argument("-o", "--output", required=True, metavar="AVATAR_DIR", help="avatar folder to write")
+    p.add_argument("--fps", type=float, default=25.0, help="frame rate of the avatar (default 25)")
+    p.add_argument("--smooth", type=int, default=5,
+                   help="landmark smoothing window in frames, centred; 1 = off (default 5)")
+    p.add_argument("--face", type=int, default=None, metavar="N",
+                   help="with several faces, use the N-th from the left (0-based); default: the largest")
+    p.add_argument("--max-size", type=int, default=None, metavar="PX",
+                   help="downscale so the longer side is at most PX")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing avatar folder")
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("compare", help="compare two videos (pixels and mouth motion)",
+                       description="PSNR, SSIM, pixel differences and mouth-aperture agreement of A and B.")
+    p.add_argument("a", help="first video (the reference)")
+    p.add_argument("b", help="second video")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--fps", type=float, default=25.0, help="rate both are sampled at (default 25)")
+    p.add_argument("--no-mouth", action="store_true", help="skip face tracking (pixel metrics only)")
+    p.add_argument("--side-by-side", metavar="OUT.mp4", default=None, help="write A|B side by side")
+    p.add_argument("--plot", metavar="P.png", default=None, help="plot both mouth-aperture curves")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("doctor", help="check the installation and bundled models",
+                       description="Report versions of ffmpeg, mediapipe, onnxruntime and torch, check "
+                                   "that the bundled models load, and say how to fix what is missing.")
+    p.set_defaults(func=_cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except LipdubError as exc:
+        print(f"lipdub: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lipdub: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
