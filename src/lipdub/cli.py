@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -49,6 +50,21 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from lipdub.server import ServerConfig, serve
+
+    config = ServerConfig(host=args.host, port=args.port, data_dir=Path(args.data_dir),
+                          workers=args.workers,
+                          api_key=args.api_key or os.environ.get("LIPDUB_API_KEY") or None,
+                          max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+                          train_minutes=args.train_minutes)
+    if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"lipdub: warning: listening on {args.host} without --api-key: anyone who can reach "
+              "this port can upload and run jobs", file=sys.stderr)
+    serve(config)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lipdub",
@@ -86,6 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Report versions of ffmpeg, mediapipe, onnxruntime and torch, check "
                                    "that the bundled models load, and say how to fix what is missing.")
     p.set_defaults(func=_cmd_doctor)
+
+    p = sub.add_parser("serve", help="run the web service and browser page",
+                       description="Serve the HTTP API (OpenAPI at /docs) and the browser page at /, "
+                                   "with a job queue kept in DIR that survives restarts.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
+    p.add_argument("--data-dir", default="lipdub-data", metavar="DIR",
+                   help="jobs database, uploads, avatars and results (default ./lipdub-data)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="jobs run at the same time, each in its own process (default 1)")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help="require KEY (X-API-Key or Authorization: Bearer) on every route but "
+                        "/health and the page; default $LIPDUB_API_KEY, else no key")
+    p.add_argument("--max-upload-mb", type=int, default=500, metavar="MB",
+                   help="largest request body accepted (default 500)")
+    p.add_argument("--train-minutes", type=float, default=None, metavar="MIN",
+                   help="training budget per new avatar (default: the trainer's)")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 
