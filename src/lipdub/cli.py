@@ -61,7 +61,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"lipdub: warning: listening on {args.host} without --api-key: anyone who can reach "
               "this port can upload and run jobs", file=sys.stderr)
-    serve(config)
+    if args.broker:
+        from lipdub.scale.client import serve as serve_scaled
+
+        serve_scaled(config, args.broker, max_attempts=args.max_attempts)
+    else:
+        serve(config)
+    return 0
+
+
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from lipdub.scale.worker import WorkerConfig, run_worker
+
+    run_worker(WorkerConfig(broker=args.broker, storage=Path(args.storage),
+                            cache_dir=Path(args.cache_dir), concurrency=args.concurrency,
+                            loglevel=args.log_level))
     return 0
 
 
@@ -120,7 +134,31 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest request body accepted (default 500)")
     p.add_argument("--train-minutes", type=float, default=None, metavar="MIN",
                    help="training budget per new avatar (default: the trainer's)")
+    p.add_argument("--broker", default=os.environ.get("LIPDUB_BROKER"), metavar="URL",
+                   help="run jobs on `lipdub worker`s through this Redis (redis://HOST:PORT/0) "
+                        "instead of in this process; --data-dir must then be a folder every "
+                        "worker mounts (default $LIPDUB_BROKER, else in-process workers)")
+    p.add_argument("--max-attempts", type=int, default=3, metavar="N",
+                   help="with --broker: a job whose worker dies N times is failed (default 3)")
     p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("worker", help="run jobs from a broker (scale-out on many machines)",
+                       description="Take jobs queued by `lipdub serve --broker` (or `lipdub batch "
+                                   "--broker`) from Redis and run them, N at a time.")
+    p.add_argument("--broker", default=os.environ.get("LIPDUB_BROKER"),
+                   required=not os.environ.get("LIPDUB_BROKER"), metavar="URL",
+                   help="the Redis the server uses, e.g. redis://10.0.0.5:6379/0 "
+                        "(default $LIPDUB_BROKER)")
+    p.add_argument("--concurrency", "-c", type=int, default=1, metavar="N",
+                   help="jobs run at the same time, each in its own process (default 1; at most "
+                        "the core count)")
+    p.add_argument("--storage", "--data-dir", dest="storage", default="lipdub-data", metavar="DIR",
+                   help="the server's --data-dir as mounted on this machine (default ./lipdub-data)")
+    p.add_argument("--cache-dir", default="lipdub-worker", metavar="DIR",
+                   help="local disk for cached avatars and job scratch (default ./lipdub-worker)")
+    p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="log detail (default warning)")
+    p.set_defaults(func=_cmd_worker)
     return parser
 
 
