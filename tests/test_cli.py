@@ -108,3 +108,8 @@ def test_doctor_reports_every_component(capsys):
         assert f"] {name}:" in out
     assert out.strip().splitlines()[-1] in ("all checks passed",) or "failed" in out
     assert (code == 0) == ("all checks passed" in out)
+
+
+def test_prepare_invalid_option(capsys, tmp_path, face_png):
+    code, _, err = run_cli(capsys, "prepare", face_png, "-o", tmp_path / "av", "--smooth", "4")
+    assert_one_line_error(code, err, "invalid option")

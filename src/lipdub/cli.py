@@ -20,8 +20,11 @@ from lipdub.errors import LipdubError
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from lipdub.avatar import PrepareOptions, prepare
 
-    options = PrepareOptions(fps=args.fps, smooth=args.smooth, face_index=args.face,
-                             max_size=args.max_size)
+    try:
+        options = PrepareOptions(fps=args.fps, smooth=args.smooth, face_index=args.face,
+                                 max_size=args.max_size)
+    except ValueError as exc:
+        raise LipdubError(f"invalid option: {exc}") from None
     avatar = prepare(args.input, args.output, options, overwrite=args.overwrite)
     m = avatar.manifest
     print(f"prepared {avatar.path}: {avatar.n_frames} frames {avatar.width}x{avatar.height} "
