@@ -45,6 +45,41 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lipdub.avatar import Avatar
+    from lipdub.render.train import TrainOptions, train_renderer
+
+    try:
+        options = TrainOptions(minutes=args.minutes, epochs=args.epochs, size=args.size,
+                               seed=args.seed, device=args.device, resume=args.resume)
+    except ValueError as exc:
+        raise LipdubError(f"invalid option: {exc}") from None
+    onnx_path = train_renderer(Avatar.load(args.avatar), options)
+    print(f"trained renderer: {onnx_path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lipdub.render.train import export_renderer
+
+    print(f"exported and validated: {export_renderer(args.avatar)}")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from lipdub.pipeline import GenerateOptions, generate
+
+    try:
+        options = GenerateOptions(template=args.template, shapes=args.shapes,
+                                  mouth_scale=args.mouth_scale, motion_smooth=args.motion_smooth,
+                                  crf=args.crf, preset=args.preset)
+    except ValueError as exc:
+        raise LipdubError(f"invalid option: {exc}") from None
+    out = generate(args.avatar, args.audio, args.output, options)
+    print(f"wrote {out}")
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from lipdub.doctor import format_checks, run_checks
 
@@ -114,6 +149,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--side-by-side", metavar="OUT.mp4", default=None, help="write A|B side by side")
     p.add_argument("--plot", metavar="P.png", default=None, help="plot both mouth-aperture curves")
     p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser("train", help="train an avatar's mouth renderer",
+                       description="Train the per-avatar renderer on the avatar's own frames and "
+                                   "write a validated ONNX model into AVATAR_DIR.")
+    p.add_argument("avatar", metavar="AVATAR_DIR", help="a folder made by `lipdub prepare`")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=float, default=None, help="training time budget (default 15)")
+    budget.add_argument("--epochs", type=float, default=None, help="passes over the frames instead")
+    p.add_argument("--size", type=int, default=128, help="crop side in pixels (default 128; up to 320)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="re-export and validate an avatar's ONNX renderer",
+                       description="Export AVATAR_DIR's trained renderer to ONNX again and check it "
+                                   "against PyTorch on real crops (PSNR >= 40 dB).")
+    p.add_argument("avatar", metavar="AVATAR_DIR", help="a trained avatar folder")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("generate", help="dub speech audio onto an avatar",
+                       description="Write OUT.mp4: the avatar (a prepared folder, or a raw video, "
+                                   "prepared and trained once and cached) saying the audio.")
+    p.add_argument("--avatar", required=True, help="avatar folder, or a video to prepare+train first")
+    p.add_argument("--audio", required=True, help="speech audio (any ffmpeg-readable file)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
+    p.add_argument("--template", default=None, metavar="AVATAR_DIR",
+                   help="other prepared footage of the same person to draw the frames from")
+    p.add_argument("--shapes", choices=["audio", "template"], default="audio",
+                   help="mouth shapes from the audio (default) or the template's own mouths")
+    p.add_argument("--mouth-scale", type=float, default=1.0,
+                   help="mouth-opening amplitude, 1 = the avatar's own range (default 1)")
+    p.add_argument("--motion-smooth", type=float, default=1.0,
+                   help="temporal smoothing of the mouth motion, in frames (default 1)")
+    p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default 18)")
+    p.add_argument("--preset", default="veryfast", help="x264 preset (default veryfast)")
+    p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("doctor", help="check the installation and bundled models",
                        description="Report versions of ffmpeg, mediapipe, onnxruntime and torch, check "

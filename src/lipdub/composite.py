@@ -1,0 +1,101 @@
+"""Paste-back: put a rendered mouth crop into its template frame with no visible box or seam.
+
+The renderer works on a square crop (``render.condition.crop``); its paste weight ``alpha`` is the
+feathered lips-and-chin hull, exactly 0 away from the mouth and at the crop border. Here the crop's
+colours are matched to the template just inside the mask edge (compression and lighting drift
+between the reference frame and the template), then crop and weight are resized to the box and
+blended. Pixels where the weight is 0 are copied, bit for bit, and only the weight's bounding box is
+touched, so a 720p frame costs a few small array operations.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from lipdub.render.condition import int_box
+
+# The colour-matching ring: paste weights in this range lie in the soft edge of the mask, where
+# the result should agree with the template.
+RING = (0.02, 0.5)
+# Never shift a channel by more than this (0..255): a larger gap is content, not lighting.
+MAX_SHIFT = 12.0
+
+
+def match_colour(rendered: np.ndarray, template: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``rendered`` (S, S, 3) uint8 shifted per channel so its mean over the mask's soft edge equals
+    the template crop's there. Returns float32."""
+    out = rendered.astype(np.float32)
+    ring = (alpha > RING[0]) & (alpha < RING[1])
+    if ring.sum() < 16:
+        return out
+    shift = template[ring].astype(np.float32).mean(0) - out[ring].mean(0)
+    return out + np.clip(shift, -MAX_SHIFT, MAX_SHIFT)
+
+
+def paste(frame: np.ndarray, rendered: np.ndarray, alpha: np.ndarray, box,
+          template_crop: np.ndarray | None = None, inplace: bool = False) -> np.ndarray:
+    """Blend the crop ``rendered`` (R, R, 3) into ``frame`` at ``box`` with weight ``alpha`` (S, S).
+
+    R may be the crop size or the box's own side (a full-resolution render). With
+    ``template_crop`` (the frame's crop at R), colours are matched first.
+    Returns the frame (a copy unless ``inplace``); pixels with zero weight keep their exact value.
+    """
+    out = frame if inplace else frame.copy()
+    x0, y0, x1, y1 = int_box(box)
+    side = x1 - x0
+    size = alpha.shape[0]
+    if template_crop is not None:
+        a_r = alpha if rendered.shape[0] == size else cv2.resize(
+            alpha, rendered.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        colour = match_colour(rendered, template_crop, a_r)
+    else:
+        colour = rendered.astype(np.float32)
+
+    # Only the bounding box of the nonzero weight (plus a pixel for resampling) is worked on.
+    ys, xs = np.nonzero(alpha)
+    if len(ys) == 0:
+        return out
+    scale = side / float(size)
+    bx0 = max(0, int(np.floor(xs.min() * scale)) - 2)
+    by0 = max(0, int(np.floor(ys.min() * scale)) - 2)
+    bx1 = min(side, int(np.ceil((xs.max() + 1) * scale)) + 2)
+    by1 = min(side, int(np.ceil((ys.max() + 1) * scale)) + 2)
+    # Resize the whole crop to the box (cheap at crop size), then cut the working window.
+    interp = cv2.INTER_LINEAR if side >= size else cv2.INTER_AREA
+    if colour.shape[0] != side:
+        colour = cv2.resize(colour, (side, side), interpolation=cv2.INTER_LINEAR
+                            if side >= colour.shape[0] else cv2.INTER_AREA)
+    big = colour[by0:by1, bx0:bx1]
+    weight = cv2.resize(alpha.astype(np.float32), (side, side), interpolation=interp)[by0:by1, bx0:bx1]
+    weight[weight < 0.5 / 255.0] = 0.0
+
+    h, w = out.shape[:2]
+    fx0, fy0 = x0 + bx0, y0 + by0
+    fx1, fy1 = min(w, x0 + bx1), min(h, y0 + by1)
+    cx0, cy0 = max(0, -fx0), max(0, -fy0)
+    fx0, fy0 = max(0, fx0), max(0, fy0)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return out
+    big = big[cy0:cy0 + fy1 - fy0, cx0:cx0 + fx1 - fx0]
+    weight = weight[cy0:cy0 + fy1 - fy0, cx0:cx0 + fx1 - fx0]
+    region = out[fy0:fy1, fx0:fx1]
+    # cv2.blendLinear: region * (1 - w) + big * w with rounding, in one pass; where w == 0 the
+    # result is region * 1.0, i.e. the template pixel exactly.
+    big = np.clip(np.rint(big), 0, 255).astype(np.uint8)
+    out[fy0:fy1, fx0:fx1] = cv2.blendLinear(big, np.ascontiguousarray(region),
+                                            np.ascontiguousarray(weight), 1.0 - weight)
+    return out
+
+
+def paste_mask(shape: tuple[int, int], alpha: np.ndarray, box) -> np.ndarray:
+    """Boolean (H, W): the frame pixels ``paste`` may change for this crop weight and box."""
+    h, w = shape[:2]
+    x0, y0, x1, _ = int_box(box)
+    side = x1 - x0
+    interp = cv2.INTER_LINEAR if side >= alpha.shape[0] else cv2.INTER_AREA
+    weight = cv2.resize(alpha.astype(np.float32), (side, side), interpolation=interp) >= 0.5 / 255.0
+    mask = np.zeros((h, w), bool)
+    fx0, fy0, fx1, fy1 = max(0, x0), max(0, y0), min(w, x0 + side), min(h, y0 + side)
+    mask[fy0:fy1, fx0:fx1] = weight[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
+    return mask

@@ -1,0 +1,188 @@
+"""Dataset builder: every talking clip in some folders → cached audio features + canonical mouth track.
+
+Per clip, two caches under ``cache_dir`` keyed by the file's sha256 (so renamed or edited files are
+never confused): ``<sha>.track.npz`` (MediaPipe landmarks of the points we need, NaN where no face,
+the slow part) and ``<sha>.feat.npz`` (prepared model input, voice activity, loudness envelope).
+Canonicalisation and neutral estimation run at load time, from the shared reference face, so
+changing the representation never requires re-tracking.
+
+Speakers: ``extra/SOURCES.tsv`` gives ``speaker_id``; any other clip is its own speaker (the
+``data/`` clips are one person each). Audio-only files are skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lipdub.face import STABLE_POINTS
+from lipdub.motion import representation as rep
+from lipdub.progress import Progress
+
+VIDEO_EXTS = {".mp4", ".mpg", ".mpeg", ".mov", ".mkv", ".avi", ".webm"}
+FPS = 25.0
+#: Landmarks kept in the track cache: the mouth plus what alignment needs.
+KEEP = tuple(sorted(set(rep.MOUTH_POINTS) | set(STABLE_POINTS)))
+#: Clips where the face is found in fewer frames than this are left out.
+MIN_TRACKED = 0.8
+
+
+@dataclass
+class Clip:
+    name: str
+    speaker: str
+    sha256: str
+    x: np.ndarray          # (N, INPUT_DIM) prepared features
+    vad: np.ndarray        # (N,)
+    env: np.ndarray        # (N,) loudness (dB)
+    raw: np.ndarray        # (N, 478, 3) landmarks, NaN outside KEEP and where untracked
+    tracked: float = 1.0
+    mouth: np.ndarray | None = None     # (N, K, 3) canonical, gaps filled
+    neutral: np.ndarray | None = None   # (K, 3)
+    target: np.ndarray | None = None    # (N, P) smoothed offsets from neutral
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.x)
+
+    @property
+    def aperture(self) -> np.ndarray:
+        return rep.aperture(self.target)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def list_sources(roots: list[Path]) -> list[tuple[Path, str]]:
+    """(video path, speaker id) for every video in ``roots``, sorted by name for reproducibility."""
+    out = []
+    for root in roots:
+        root = Path(root)
+        speakers = {}
+        tsv = root / "SOURCES.tsv"
+        if tsv.exists():
+            with open(tsv, newline="") as f:
+                for row in csv.DictReader(f, delimiter="\t"):
+                    if row.get("speaker_id"):
+                        speakers[row["local_file"]] = row["speaker_id"]
+        for path in sorted(root.iterdir()):
+            if path.suffix.lower() in VIDEO_EXTS:
+                out.append((path, speakers.get(path.name, f"{root.name}:{path.stem}")))
+    return out
+
+
+def track_clip(path: Path) -> np.ndarray:
+    """Landmarks ``(N, len(KEEP), 3)`` at 25 fps (NaN where no face)."""
+    from lipdub.face import FaceTracker
+    from lipdub.video import read_frames
+
+    rows = []
+    with FaceTracker(mode="video") as tracker:
+        for frame in read_frames(path, fps=FPS):
+            lm = tracker.track(frame)
+            rows.append(np.full((len(KEEP), 3), np.nan, np.float32) if lm is None else lm[list(KEEP)])
+    return np.stack(rows)
+
+
+def clip_features(audio: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """``lipdub.audio.extract_features`` for ``n`` frames, prepared for the model, plus loudness."""
+    from lipdub.audio import extract_features
+
+    f = extract_features(audio, FPS, n, encoder=_encoder())
+    return {"x": rep.prepare_input(f.whisper, f.mel, f.vad), "vad": np.asarray(f.vad, np.float32),
+            "env": rep.loudness_envelope(audio, FPS, n)}
+
+
+_ENCODER = []
+
+
+def _encoder():
+    from lipdub.audio.whisper import WhisperEncoder
+
+    if not _ENCODER:
+        _ENCODER.append(WhisperEncoder(threads=1))
+    return _ENCODER[0]
+
+
+def _cached(path: Path, make) -> dict[str, np.ndarray]:
+    if path.exists():
+        with np.load(path) as z:
+            return dict(z)
+    data = make()
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **data)
+    tmp.rename(path)
+    return data
+
+
+def load_clip(path: Path, speaker: str, cache_dir: Path) -> Clip:
+    from lipdub.audio import load_audio
+
+    digest = sha256(path)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tr = _cached(cache_dir / f"{digest[:16]}.track.npz", lambda: {"lm": track_clip(path)})
+    lm_keep = tr["lm"]
+    n = len(lm_keep)
+    ft = _cached(cache_dir / f"{digest[:16]}.feat.npz", lambda: clip_features(load_audio(path), n))
+    raw = np.full((n, 478, 3), np.nan, np.float32)
+    raw[:, list(KEEP)] = lm_keep
+    tracked = float(np.isfinite(lm_keep).all(axis=(1, 2)).mean()) if n else 0.0
+    return Clip(path.name, speaker, digest, ft["x"].astype(np.float32), ft["vad"], ft["env"], raw, tracked)
+
+
+def build_reference(clips: list[Clip]) -> np.ndarray:
+    """Mean (eyes-level, IOD-1) stable-point layout over clips: the canonical frame's reference."""
+    refs = [rep.reference_face(c.raw[np.isfinite(c.raw[:, KEEP[0]]).all(1)])[list(STABLE_POINTS)]
+            for c in clips]
+    return rep.ref_from_stable(np.mean(refs, axis=0))
+
+
+def canonicalise(clip: Clip, ref: np.ndarray, smooth: int = 5) -> Clip:
+    """Fill gaps, align, estimate neutral, set smoothed offsets as the target."""
+    from lipdub.face import fill_gaps
+
+    raw = clip.raw.copy()
+    ok = np.isfinite(raw[:, list(KEEP)]).all(axis=(1, 2))
+    if ok.any() and not ok.all():
+        sub = fill_gaps(raw[:, list(KEEP)])
+        raw[:, list(KEEP)] = sub
+    mouth, _, factor = rep.to_canonical(raw, ref)
+    clip.mouth = mouth
+    clip.neutral = rep.neutral_shape(mouth)
+    off = (mouth - clip.neutral).reshape(clip.n, -1)
+    clip.target = rep.smooth_offsets(off, smooth)
+    clip.meta["factor"] = factor
+    return clip
+
+
+def build(roots: list[Path], cache_dir: Path, progress=None, limit: int | None = None) -> tuple[list[Clip], np.ndarray, list[dict]]:
+    """All usable clips (canonicalised), the reference face, and a manifest row per file."""
+    sources = list_sources(roots)[:limit]
+    clips, manifest = [], []
+    with Progress(len(sources), "motion dataset", unit="clip", callback=progress) as bar:
+        for path, speaker in sources:
+            clip = load_clip(path, speaker, cache_dir)
+            row = {"file": f"{path.parent.name}/{path.name}", "sha256": clip.sha256, "speaker": speaker,
+                   "frames": clip.n, "tracked": round(clip.tracked, 3)}
+            if clip.tracked < MIN_TRACKED or clip.n < 12:
+                row["used"] = False
+                row["why"] = f"face in {clip.tracked:.0%} of {clip.n} frames"
+            else:
+                row["used"] = True
+                clips.append(clip)
+            manifest.append(row)
+            bar.update(1)
+    ref = build_reference(clips)
+    for clip in clips:
+        canonicalise(clip, ref)
+    return clips, ref, manifest

@@ -1,0 +1,112 @@
+"""Real mouths of the avatar, retrievable by shape: the texture source of the renderer.
+
+probes.md measured that pasting the training frame with the nearest lip shape is sharp (sharpness
+0.87 of real) but slightly off in shape, while a network painting from scratch is accurate but
+blurred. The bank keeps every training frame's mouth crop with its lip/chin points; for a target
+shape the nearest real mouth is fetched and warped onto it (``warp.py``), and the network only
+corrects what is left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lipdub.render.condition import LIPS_INNER_IDX, LIPS_OUTER_IDX, SHAPE_IDX
+
+BANK_FILE = "render_bank.npz"
+# Retrieval cares most about the opening (teeth, dark cavity), then the outer lips, then the chin.
+_N_OUT, _N_IN = len(LIPS_OUTER_IDX), len(LIPS_INNER_IDX)
+_WEIGHTS = np.concatenate([np.full(_N_OUT, 1.0), np.full(_N_IN, 1.5),
+                           np.full(len(SHAPE_IDX) - _N_OUT - _N_IN, 0.5)]).astype(np.float32)
+# Keep the previous frame's reference unless another is this much closer (relative): switching
+# references every frame makes teeth and lip texture flicker.
+HYSTERESIS = 0.3
+
+
+def shape_features(points: np.ndarray, size: int) -> np.ndarray:
+    """(N, K, 2) crop-space warp points -> mouth-shape features (lips, chin), centred on the outer lips and
+    scaled by the crop side, so a small drift of the crop box does not change the match."""
+    pts = np.asarray(points, np.float32).reshape(len(points), -1, 2)[:, :len(SHAPE_IDX)]
+    centre = pts[:, :_N_OUT].mean(axis=1, keepdims=True)
+    rel = (pts - centre) / float(size)
+    return (rel * np.sqrt(_WEIGHTS)[None, :, None]).reshape(len(pts), -1)
+
+
+@dataclass
+class ReferenceBank:
+    crops: np.ndarray    # (M, S, S, 3) uint8 mouth crops at the renderer's size
+    points: np.ndarray   # (M, K, 2) float32 shape points in crop coordinates (size S)
+    frames: np.ndarray   # (M,) int32 avatar frame index of each crop
+    # (M, B, B, 3) the same crops at the footage's own box resolution when it is larger than S:
+    # generation warps these so the pasted mouth keeps the footage's sharpness.
+    full: np.ndarray | None = None
+
+    @property
+    def size(self) -> int:
+        return int(self.crops.shape[1])
+
+    @property
+    def full_size(self) -> int:
+        return int(self.full.shape[1]) if self.full is not None else self.size
+
+    def full_crop(self, i: int) -> np.ndarray:
+        return self.full[i] if self.full is not None else self.crops[i]
+
+    def __post_init__(self) -> None:
+        self.features = shape_features(self.points, self.size)
+
+    def save(self, directory: Path) -> Path:
+        path = Path(directory) / BANK_FILE
+        tmp = path.with_suffix(".partial.npz")
+        extra = {"full": self.full} if self.full is not None else {}
+        np.savez(tmp, crops=self.crops, points=self.points, frames=self.frames, **extra)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, directory: Path) -> "ReferenceBank":
+        with np.load(Path(directory) / BANK_FILE) as data:
+            return cls(data["crops"], data["points"].astype(np.float32), data["frames"].astype(np.int32),
+                       data["full"] if "full" in data.files else None)
+
+    def distances(self, points: np.ndarray) -> np.ndarray:
+        """(N, M) squared feature distances from N query shapes to every bank mouth."""
+        q = shape_features(points, self.size)
+        d = (q * q).sum(1)[:, None] + (self.features * self.features).sum(1)[None, :] \
+            - 2.0 * q @ self.features.T
+        return np.maximum(d, 0.0)
+
+    def nearest(self, points: np.ndarray, k: int = 1, exclude_frames: np.ndarray | None = None,
+                exclude_radius: int = 0) -> np.ndarray:
+        """(N, k) bank indices of the closest mouths; optionally skipping bank frames within
+        ``exclude_radius`` of each query's own frame (self-supervised training)."""
+        d = self.distances(points)
+        if exclude_frames is not None:
+            near = np.abs(self.frames[None, :] - np.asarray(exclude_frames)[:, None]) <= exclude_radius
+            d[near] = np.inf
+        k = min(k, d.shape[1])
+        idx = np.argpartition(d, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(d, idx, 1).argsort(1)
+        return np.take_along_axis(idx, order, 1)
+
+    def sequence(self, points: np.ndarray, previous: int | None = None) -> np.ndarray:
+        """Nearest mouth per frame of a consecutive run, made temporally coherent: the previous
+        frame's reference, or the bank frame that followed it in the footage (real motion, as in
+        video textures), is kept unless another is more than ``HYSTERESIS`` closer."""
+        d = self.distances(points)
+        out = np.empty(len(d), np.int64)
+        m = len(self.frames)
+        for t, row in enumerate(d):
+            best = int(row.argmin())
+            if previous is not None:
+                limit = row[best] * (1.0 + HYSTERESIS) ** 2
+                follow = previous + 1
+                if follow < m and self.frames[follow] == self.frames[previous] + 1 and row[follow] <= limit:
+                    best = follow
+                elif row[previous] <= limit:
+                    best = previous
+            out[t] = previous = best
+        return out

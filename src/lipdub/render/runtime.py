@@ -1,0 +1,125 @@
+"""Generation-time renderer: onnxruntime, batched, no PyTorch.
+
+``Renderer.load(avatar_dir)`` opens ``renderer.onnx`` and the mouth bank. ``render_chunk`` takes a
+chunk of template frames with their boxes, their own landmarks and the wanted (target) landmarks,
+and returns the rendered crops with their paste weights; ``lipdub.composite.paste`` puts them back.
+All per-frame work is at crop size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from lipdub.errors import InputError, MissingDependencyError
+from lipdub.render.condition import crop, int_box, masks, network_input, shape_points, to_crop
+from lipdub.render.export import ONNX_FILE, read_meta
+from lipdub.render.reference import BANK_FILE, ReferenceBank
+from lipdub.render.warp import warp
+
+
+# Largest side a crop is rendered at (the bank keeps at most this resolution too).
+MAX_RENDER_SIDE = 320
+
+
+@dataclass
+class RenderedChunk:
+    crops: np.ndarray       # (B, R, R, 3) uint8 rendered mouth crops, R = crop size or box side
+    alphas: np.ndarray      # (B, S, S) float32 paste weights at the crop size
+    templates: np.ndarray   # (B, R, R, 3) uint8 template crops at the same resolution
+    references: np.ndarray  # (B,) bank index used per frame
+
+
+class Renderer:
+    """The trained renderer of one avatar."""
+
+    def __init__(self, onnx_path: Path, bank: ReferenceBank, threads: int | None = None,
+                 batch_size: int = 8, use_network: bool = True):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - a base dependency
+            raise MissingDependencyError("onnxruntime is missing: pip install onnxruntime") from exc
+        so = ort.SessionOptions()
+        # One thread, no spinning by default: the video encoder runs beside us, and on a busy
+        # 2-core machine spinning worker threads made inference slower (measured 190 vs 123 fps).
+        so.intra_op_num_threads = threads or 1
+        so.inter_op_num_threads = 1
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        self.bank = bank
+        self.size = bank.size
+        self.batch_size = batch_size
+        # False = paste the warped real mouth as is (an ablation the benchmarks report).
+        self.use_network = use_network
+        self._previous: int | None = None  # last reference used, for sticky retrieval
+
+    @classmethod
+    def load(cls, avatar_dir, **kwargs) -> "Renderer":
+        directory = Path(getattr(avatar_dir, "path", avatar_dir))
+        onnx_path = directory / ONNX_FILE
+        if not onnx_path.exists() or not (directory / BANK_FILE).exists():
+            raise InputError(f"{directory} has no trained renderer; run `lipdub train` on it first")
+        bank = ReferenceBank.load(directory)
+        meta = read_meta(directory)
+        if meta.get("size", bank.size) != bank.size:
+            raise InputError(f"{directory}: renderer and mouth bank disagree on the crop size")
+        return cls(onnx_path, bank, **kwargs)
+
+    def reset(self) -> None:
+        """Forget the previous reference (start of a new, unrelated sequence)."""
+        self._previous = None
+
+    def render_chunk(self, frames, boxes: np.ndarray, template_landmarks: np.ndarray,
+                     target_landmarks: np.ndarray, references: np.ndarray | None = None) -> RenderedChunk:
+        """Render consecutive output frames.
+
+        ``frames``: template frames (H, W, 3) uint8; ``boxes`` (B, 4) their mouth boxes;
+        ``template_landmarks`` / ``target_landmarks`` (B, 478, 2+) in frame pixels: the mouth the
+        frame shows and the mouth it should show. ``references`` forces bank indices (evaluation).
+        """
+        size = self.size
+        b = len(frames)
+        tmpl = np.stack([crop(f, box, size) for f, box in zip(frames, boxes)])
+        tgt_lm = np.stack([to_crop(lm, box, size) for lm, box in zip(target_landmarks, boxes)])
+        own_lm = np.stack([to_crop(lm, box, size) for lm, box in zip(template_landmarks, boxes)])
+        tgt_pts = np.stack([shape_points(lm) for lm in tgt_lm])
+        if references is None:
+            references = self.bank.sequence(tgt_pts, self._previous)
+            self._previous = int(references[-1])
+        # Work at the template's own box resolution when it exceeds the crop: the real mouth is
+        # warped there, and only the network's (smooth) correction is upsampled.
+        side = min(int_box(boxes[0])[2] - int_box(boxes[0])[0], MAX_RENDER_SIDE)
+        full = self.bank.full is not None and side > size
+        bank_scale = self.bank.full_size / size
+        x = np.empty((b, 10, size, size), np.float32)
+        alphas = np.empty((b, size, size), np.float32)
+        refs_full = []
+        for i in range(b):
+            r = int(references[i])
+            if full:
+                ref_full = warp(self.bank.full_crop(r), self.bank.points[r] * bank_scale,
+                                tgt_pts[i] * (side / size), size=side)
+                refs_full.append(ref_full)
+                ref = cv2.resize(ref_full, (size, size), interpolation=cv2.INTER_AREA)
+            else:
+                ref = warp(self.bank.crops[r], self.bank.points[r], tgt_pts[i])
+            hidden, alphas[i] = masks([tgt_lm[i], own_lm[i]], size)
+            x[i] = network_input(ref, tmpl[i], tgt_lm[i], hidden)
+        out = np.empty((b, 3, size, size), np.float32)
+        for s in range(0, b, self.batch_size):
+            xs = x[s:s + self.batch_size]
+            out[s:s + len(xs)] = self.session.run(None, {"x": xs})[0] if self.use_network else xs[:, :3]
+        if not full:
+            crops = np.clip(np.rint(out.transpose(0, 2, 3, 1) * 255), 0, 255).astype(np.uint8)
+            return RenderedChunk(crops, alphas, tmpl, np.asarray(references))
+        residual = (out - x[:, :3]).transpose(0, 2, 3, 1) * 255.0
+        crops = np.empty((b, side, side, 3), np.uint8)
+        tmpl_full = np.empty((b, side, side, 3), np.uint8)
+        for i in range(b):
+            up = cv2.resize(residual[i], (side, side), interpolation=cv2.INTER_LINEAR)
+            crops[i] = np.clip(np.rint(refs_full[i] + up), 0, 255).astype(np.uint8)
+            tmpl_full[i] = crop(frames[i], boxes[i], side)
+        return RenderedChunk(crops, alphas, tmpl_full, np.asarray(references))
