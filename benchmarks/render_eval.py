@@ -6,7 +6,10 @@ For each clip: cut it at 75 %, prepare both parts, train the renderer on the fir
     Laplacian, generated / real), PSNR inside and outside the paste mask; also for the warped real
     mouth alone (no network), so the network's share is visible;
 (b) if the motion model is installed, drive the first part (as template) with the last part's audio
-    and correlate the generated mouth aperture with the real one.
+    and correlate the generated mouth aperture with the real one; ``below_chin_mad`` is the mean
+    absolute difference (grey levels) between the output and its template frame under the
+    template's chin (neck and collar, which only the jaw's own motion should move): a second,
+    ghost jaw line or a collar pasted from another frame raises it.
 
     python benchmarks/render_eval.py [--minutes 8] [--clips mimictalk_German_20s.mp4 ...]
 Frames are compared in memory (no encode in between). Scratch goes to cache/bench (git-ignored).
@@ -26,8 +29,8 @@ import numpy as np
 from lipdub.avatar import Avatar, PrepareOptions, prepare
 from lipdub.composite import paste_mask
 from lipdub.metrics import aperture_series, pearson, psnr, sharpness, ssim
-from lipdub.pipeline import GenerateOptions, frames
-from lipdub.render.condition import int_box, masks, to_crop
+from lipdub.pipeline import GenerateOptions, frames, template_order
+from lipdub.render.condition import CHIN_IDX, down_direction, int_box, masks, to_crop
 from lipdub.render.train import TrainOptions, train_renderer
 from lipdub.video import EncodeOptions, ffmpeg_exe, read_frames, write_video
 
@@ -96,6 +99,7 @@ def lip_sync(train: Avatar, test: Avatar, wav: Path, work: Path) -> dict:
     track = np.stack([t if (t := tracker.track(f)) is not None else np.full((478, 3), np.nan, np.float32)
                       for f in gen])
     write_video(gen, work / "lipsync.mp4", audio=wav)
+    below = below_chin_mad(train, gen)
     n = min(len(track), test.n_frames)
     # The real side is the avatar's smoothed track: smooth the generated track the same way.
     window = int((test.manifest.get("settings") or {}).get("smooth", 5))
@@ -103,7 +107,34 @@ def lip_sync(train: Avatar, test: Avatar, wav: Path, work: Path) -> dict:
     r = pearson(aperture_series(gen_track)[:n], aperture_series(test.landmarks)[:n])
     r_raw = pearson(aperture_series(fill_gaps(track))[:n], aperture_series(test.landmarks)[:n])
     return {"aperture_r": round(r, 3), "aperture_r_unsmoothed": round(r_raw, 3), "frames": n,
-            "video": str(work / "lipsync.mp4")}
+            "below_chin_mad": below, "video": str(work / "lipsync.mp4")}
+
+
+def below_chin_mad(template: Avatar, gen: list, gap: float = 0.04, per_frame: bool = False):
+    """Mean |output - template| over the mouth box below the template's chin line (pushed ``gap``
+    of the box side down): neck and collar."""
+    order = template_order(len(gen), template.n_frames)
+    diffs = [below_chin_diff(g, t, template.landmarks[i], template.boxes[i], gap)
+             for g, t, i in zip(gen, template.iter_frames(order), order)]
+    return diffs if per_frame else round(float(np.mean(diffs)), 3)
+
+
+def below_chin_diff(gen: np.ndarray, tmpl: np.ndarray, landmarks, box, gap: float = 0.04) -> float:
+    x0, y0, x1, y1 = int_box(box)
+    side = x1 - x0
+    lm = to_crop(landmarks, box, side)
+    down = down_direction(lm)
+    chin = lm[CHIN_IDX] + down * gap * side
+    # Pixels below the chin polyline: (p - chin_k) . down > 0 for the nearest chin point.
+    ys, xs = np.mgrid[0:side, 0:side].astype(np.float32)
+    p = np.stack([xs.ravel(), ys.ravel()], 1)
+    near = np.argmin(((p[:, None] - chin[None]) ** 2).sum(-1), 1)
+    below = (((p - chin[near]) @ down) > 0).reshape(side, side)
+    h, w = tmpl.shape[:2]
+    fy0, fy1, fx0, fx1 = max(0, y0), min(h, y1), max(0, x0), min(w, x1)
+    below = below[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
+    d = np.abs(gen[fy0:fy1, fx0:fx1].astype(np.float32) - tmpl[fy0:fy1, fx0:fx1]).mean(-1)
+    return float(d[below].mean()) if below.any() else 0.0
 
 
 def main(argv=None) -> int:

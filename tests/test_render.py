@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -71,3 +72,106 @@ def test_bank_retrieval_excludes_neighbours_and_is_sticky():
     assert (np.abs(near[:, 0] - np.arange(20)) > 2).all()
     seq = bank.sequence(bank.points[[5, 5, 6, 5]])
     assert seq[0] == 5 and len(set(seq.tolist())) <= 2
+
+
+# --- The jaw below a moved chin: one jaw line, the template's collar (no grey "double chin") ---
+
+SKIN, SHADOW, NECK, COLLAR = 170, 50, 140, 235
+
+
+def _face_landmarks(cx, cy, hw):
+    """fake_landmarks with distinct still context points (nose base, cheeks, jaw angles)."""
+    from lipdub.render.condition import CONTEXT_IDX
+
+    lm = fake_landmarks(cx, cy, hw)
+    ang = np.linspace(-0.05 * np.pi, -0.95 * np.pi, len(CONTEXT_IDX))
+    lm[CONTEXT_IDX, 0] = cx + 1.6 * hw * np.cos(ang)
+    lm[CONTEXT_IDX, 1] = cy + 1.6 * hw * np.sin(ang)
+    return lm
+
+
+def _jaw_image(lm, side, neck_px):
+    """Grey crop: skin above the chin arc, a 4-px shadow under it, ``neck_px`` of neck, then collar."""
+    from lipdub.render.condition import CHIN_IDX
+
+    chin = lm[CHIN_IDX, :2]
+    order = np.argsort(chin[:, 0])
+    ys = np.arange(side)[:, None]
+    jaw = np.interp(np.arange(side), chin[order, 0], chin[order, 1])[None]
+    img = np.full((side, side), COLLAR, np.uint8)
+    img[ys < jaw + 4 + neck_px] = NECK
+    img[ys < jaw + 4] = SHADOW
+    img[ys < jaw] = SKIN
+    return np.repeat(img[..., None], 3, 2)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_raised_chin_leaves_no_ghost_jaw_line(tmp_path, full):
+    """Target chin 7 px above the template's; the reference frame's collar sits 14 px lower than
+    the template's. The output's centre column must show one dark jaw edge (near the target chin)
+    and then the template's collar, with no grey band of blended jaw / neck between them."""
+    from lipdub.composite import paste
+    from lipdub.render.condition import CHIN_IDX, int_box
+    from lipdub.render.runtime import Renderer
+
+    size, side = 128, (256 if full else 128)
+    k = side / size
+    own = _face_landmarks(64, 56, 22)  # crop coordinates at ``size``
+    target = own.copy()
+    target[CHIN_IDX, 1] -= 7.0
+    template = _jaw_image(own * k, side, 0)
+    reference = _jaw_image(own * k, side, int(14 * k))
+    box = np.array([40, 30, 40 + side, 30 + side], np.float32)
+    frame = np.full((side + 80, side + 80, 3), 90, np.uint8)
+    frame[30:30 + side, 40:40 + side] = template
+
+    def to_frame(lm):
+        out = lm.copy()
+        out[:, :2] = lm[:, :2] * k + box[:2]
+        return out
+
+    small = cv2.resize(reference, (size, size), interpolation=cv2.INTER_AREA)
+    bank = ReferenceBank(small[None], shape_points(own)[None], np.zeros(1, np.int32),
+                         reference[None] if full else None)
+    torch.manual_seed(0)
+    path = export_onnx(MouthRenderer((8, 16, 16)), tmp_path / "r.onnx", size)  # identity net
+    renderer = Renderer(path, bank)
+    out = renderer.render_chunk([frame], box[None], to_frame(own)[None], to_frame(target)[None])
+    result = paste(frame.copy(), out.crops[0], out.alphas[0], box, out.templates[0])
+    x0, y0, _, _ = int_box(box)
+    cx = int(round(64 * k))
+    col = result[y0:y0 + side, x0 + cx - 2:x0 + cx + 3, 0].astype(int).mean(1)
+    chin_t = int(round(target[CHIN_IDX, 1].max() * k))
+    chin_o = int(round(own[CHIN_IDX, 1].max() * k))
+    seg = col[chin_t - int(6 * k):chin_o + int(30 * k)]
+    dark = seg < (SHADOW + SKIN) / 2
+    runs = np.count_nonzero(np.diff(dark.astype(int)) == 1) + int(dark[0])
+    assert runs == 1, f"{runs} dark jaw edges in {seg.tolist()}"
+    first_dark = int(np.argmax(dark)) + chin_t - int(6 * k)
+    # The one jaw edge follows the target chin (within the seam and the shadow's width).
+    assert abs(first_dark - chin_t) <= 4 * k
+    after = seg[np.nonzero(dark)[0][-1] + 1:]
+    grey = (after > (SHADOW + SKIN) / 2) & (after < COLLAR - 15)
+    assert grey.sum() <= 2 * k, f"grey band under the jaw: {after.tolist()}"
+    # Far below the jaw the template's own collar is untouched.
+    assert np.abs(col[chin_o + int(34 * k):] - COLLAR).max() <= 2
+
+
+def test_neck_band_and_face_weight():
+    from lipdub.render.condition import CHIN_IDX, face_weight, neck_points
+
+    own = _face_landmarks(64, 56, 22)
+    pins, band = neck_points(own, own, 128)
+    assert np.allclose(band, own[CHIN_IDX, :2])          # same mouth: nothing moves
+    target = own.copy()
+    target[CHIN_IDX, 1] -= 6.0
+    pins, band = neck_points(own, target, 128)
+    assert np.allclose(band[:, 1] - own[CHIN_IDX, 1], 6.0, atol=0.5)
+    assert (pins[:, 1] > band[:, 1] + 6.0).all()
+    w = face_weight(target, 128)
+    chin_y = int(round(target[CHIN_IDX[5], 1]))
+    assert w[chin_y - 8, 64] > 0.99 and w[chin_y + 4, 64] < 0.01 and w[5, 64] > 0.99
+    # Growing the mask by the band keeps the paste weight's guarantees.
+    hidden, alpha = masks([own, target], 128, [band])
+    h0, _ = masks([own, target], 128)
+    assert (hidden >= h0).all() and hidden.sum() > h0.sum() and (alpha[hidden == 0] == 0).all()

@@ -4,7 +4,10 @@ A crop is the square mouth box of a frame (``Avatar.boxes``) rounded to whole pi
 ``size`` x ``size``. Landmarks go into crop coordinates with ``to_crop``; everything the renderer sees
 is drawn there. The mask is deliberately tight (probes.md: masking the whole lower face makes the
 network redraw collar and tie and blurs them): the convex hull of the outer lips and the chin,
-grown by a small margin, so only what moves when speaking is regenerated.
+grown by a small margin, so only what moves when speaking is regenerated. When the wanted chin
+differs from the template's, the mask also covers the band of neck that moves with the jaw
+(``neck_points``), and below the target chin line (``face_weight``) the renderer shows the template
+itself, bent to the new jaw, instead of the reference frame's neck and collar.
 """
 
 from __future__ import annotations
@@ -26,6 +29,20 @@ SHAPE_IDX = np.concatenate([LIPS_OUTER_IDX, LIPS_INNER_IDX, CHIN_IDX])
 # meets the template's face at the mask edge; pinning the crop border alone left a double jaw line.
 CONTEXT_IDX = np.array([98, 2, 327, 206, 426, 207, 427, 192, 416, 288, 397, 58, 172])
 WARP_IDX = np.concatenate([SHAPE_IDX, CONTEXT_IDX])
+
+# Below the jaw the rendered crop is the *template* itself, bent so its jaw line follows the target
+# chin (``warp.follow_jaw``): the reference frame's neck and collar never sit where the template's are
+# (the crop box follows the face, the collar follows the body), and blending the two drew a grey
+# second jaw line over the collar whenever the wanted chin differed from the template's. The neck
+# is stretched (or compressed) between the chin and pins NECK_REACH chin displacements (plus
+# NECK_GAP of the crop side) below the lower of the two chins, beyond which nothing moves.
+NECK_REACH = 2.5
+NECK_GAP = 0.03
+# The seam between the reference's face and the template's jaw/neck: JAW_SEAM of the crop side
+# above the target chin points (so the visible jaw edge and the shadow under it are the template's,
+# one edge only), soft over about JAW_SOFT.
+JAW_SEAM = 0.015
+JAW_SOFT = 0.012
 
 # Mask margins as fractions of the crop side: the hull is grown by MARGIN, then feathered over
 # FEATHER (the hidden region is hull + MARGIN + FEATHER, so the soft edge stays inside it).
@@ -91,10 +108,58 @@ def draw_condition(landmarks_crop: np.ndarray, size: int) -> np.ndarray:
     return np.stack([lips, opening, jaw]).astype(np.float32) / 255.0
 
 
-def _hull_mask(point_sets, size: int, grow: float) -> np.ndarray:
+def down_direction(landmarks_crop: np.ndarray) -> np.ndarray:
+    """Unit (2,) vector from the lips towards the chin: "down" in the face's own frame (head roll)."""
+    d = landmarks_crop[CHIN_IDX, :2].mean(0) - landmarks_crop[LIPS_OUTER_IDX, :2].mean(0)
+    n = float(np.hypot(*d))
+    return (d / n).astype(np.float32) if n > 1e-6 else np.array([0.0, 1.0], np.float32)
+
+
+def neck_points(own_crop: np.ndarray, target_crop: np.ndarray, size: int):
+    """(pins, band), each (len(CHIN_IDX), 2) crop points below the chin for a template mouth
+    ``own_crop`` redrawn as ``target_crop`` (both (478, 2+) crop-space landmarks).
+
+    Per chin point, with d its displacement between the two: ``band`` is the lower of the two
+    chins pushed d further down (the neck that moves with the jaw, which the paste mask must
+    cover) and ``pins`` lie NECK_REACH * d + NECK_GAP * size below the lower chin (still neck
+    or collar, which must not move). Equal mouths give band == the chin and no motion."""
+    own, tgt = own_crop[CHIN_IDX, :2], target_crop[CHIN_IDX, :2]
+    down = down_direction(own_crop)
+    lower = np.where(((own @ down) >= (tgt @ down))[:, None], own, tgt)
+    disp = np.hypot(*(own - tgt).T).astype(np.float32)[:, None]
+    band = lower + down * disp
+    pins = lower + down * (NECK_REACH * disp + NECK_GAP * size)
+    return pins.astype(np.float32), band.astype(np.float32)
+
+
+def face_weight(target_crop: np.ndarray, size: int) -> np.ndarray:
+    """(S, S) float32 weight, 1 inside the face above the target's chin line, 0 below it.
+
+    The region is bounded by the chin arc, continued beyond its ends along their direction (up
+    the jaw), pulled JAW_SEAM inside the face and softened over JAW_SOFT."""
+    pts = target_crop[CHIN_IDX, :2].astype(np.float64)
+    down = down_direction(target_crop).astype(np.float64)
+    pts = pts - down * JAW_SEAM * size
+    far = 3.0 * size
+
+    def extend(end, prev):
+        t = end - prev
+        n = np.hypot(*t)
+        t = t / n if n > 1e-6 else -down
+        return end + t * far
+
+    e0, e1 = extend(pts[0], pts[1]), extend(pts[-1], pts[-2])
+    poly = np.concatenate([[e0 - down * far], [e0], pts, [e1], [e1 - down * far]])
     mask = np.zeros((size, size), np.uint8)
-    for landmarks_crop in point_sets:
-        pts = np.concatenate([landmarks_crop[LIPS_OUTER_IDX, :2], landmarks_crop[CHIN_IDX, :2]])
+    cv2.fillPoly(mask, [np.round(poly * 4).astype(np.int32)], 255, cv2.LINE_AA, 2)
+    sigma = max(0.5, JAW_SOFT * size)
+    return cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), sigma)
+
+
+def _hull_mask(point_sets, size: int, grow: float, extra=()) -> np.ndarray:
+    mask = np.zeros((size, size), np.uint8)
+    hulls = [np.concatenate([lm[LIPS_OUTER_IDX, :2], lm[CHIN_IDX, :2]]) for lm in point_sets]
+    for pts in list(hulls) + [np.asarray(e, np.float32)[:, :2] for e in extra]:
         hull = cv2.convexHull(np.round(pts * 4).astype(np.int32))
         cv2.fillConvexPoly(mask, hull, 255, cv2.LINE_8, 2)
     r = max(1, int(round(grow * size)))
@@ -102,14 +167,15 @@ def _hull_mask(point_sets, size: int, grow: float) -> np.ndarray:
     return cv2.dilate(mask, kernel)
 
 
-def masks(point_sets, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(hidden, alpha) for one or more crop-space landmark sets (union of their mouths).
+def masks(point_sets, size: int, extra=()) -> tuple[np.ndarray, np.ndarray]:
+    """(hidden, alpha) for one or more crop-space landmark sets (union of their mouths), plus the
+    convex hulls of any ``extra`` (K, 2) point sets (the neck band that follows the jaw).
 
     ``hidden`` (uint8 0/1) is what the renderer does not see of the target; ``alpha`` (float32 0..1)
     is the feathered paste weight, exactly 0 wherever ``hidden`` is 0 and never touching the crop
     border, so pixels outside it are copied bit for bit.
     """
-    core = _hull_mask(point_sets, size, MARGIN)
+    core = _hull_mask(point_sets, size, MARGIN, extra)
     feather = max(1, int(round(FEATHER * size)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * feather + 1, 2 * feather + 1))
     hidden = cv2.dilate(core, kernel)

@@ -3,7 +3,9 @@
 ``Renderer.load(avatar_dir)`` opens ``renderer.onnx`` and the mouth bank. ``render_chunk`` takes a
 chunk of template frames with their boxes, their own landmarks and the wanted (target) landmarks,
 and returns the rendered crops with their paste weights; ``lipdub.composite.paste`` puts them back.
-All per-frame work is at crop size.
+Each crop is the warped reference (+ network) above the target chin and the template's own jaw,
+neck and collar, bent to the target chin, below it (``join_jaw``). All per-frame work is at crop
+size (or the box's own side, at most MAX_RENDER_SIDE).
 """
 
 from __future__ import annotations
@@ -15,14 +17,44 @@ import cv2
 import numpy as np
 
 from lipdub.errors import InputError, MissingDependencyError
-from lipdub.render.condition import crop, int_box, masks, network_input, shape_points, to_crop
+from lipdub.render.condition import (CHIN_IDX, CONTEXT_IDX, crop, face_weight, int_box, masks,
+                                     neck_points, network_input, shape_points, to_crop)
 from lipdub.render.export import ONNX_FILE, read_meta
 from lipdub.render.reference import BANK_FILE, ReferenceBank
-from lipdub.render.warp import warp
+from lipdub.render.warp import follow_jaw, warp
 
 
 # Largest side a crop is rendered at (the bank keeps at most this resolution too).
 MAX_RENDER_SIDE = 320
+# Colour pre-match of the reference's face to the template over the mask's soft edge (as
+# ``composite.match_colour``, restricted to the face part: the jaw/neck part is the template's own).
+_RING = (0.02, 0.5)
+_MAX_SHIFT = 12.0
+
+
+def join_jaw(face: np.ndarray, template: np.ndarray, own_crop: np.ndarray, target_crop: np.ndarray,
+             alpha: np.ndarray) -> np.ndarray:
+    """(R, R, 3) uint8: the rendered ``face`` (warped reference + network) above the target chin,
+    the ``template`` crop bent to the target jaw below it. Landmarks are crop points at R; ``alpha``
+    is the paste weight at the crop size.
+
+    Below the chin the reference's own neck and collar never line up with the template's, and the
+    template's old jaw edge lies inside the feathered mask edge when the chin moves: pasting the
+    reference there drew a grey second jaw line over the collar (a "double chin"). Here there is
+    one jaw edge, the template's, moved with the chin; the collar keeps its own pixels."""
+    r = face.shape[0]
+    pins, _ = neck_points(own_crop, target_crop, r)
+    neck = follow_jaw(template, own_crop[CHIN_IDX, :2], target_crop[CHIN_IDX, :2], pins,
+                      own_crop[CONTEXT_IDX, :2])
+    w = face_weight(target_crop, r)[..., None]
+    f = face.astype(np.float32)
+    a = alpha if alpha.shape[0] == r else cv2.resize(alpha, (r, r), interpolation=cv2.INTER_LINEAR)
+    ring = (a > _RING[0]) & (a < _RING[1]) & (w[..., 0] > 0.5)
+    if ring.sum() >= 16:
+        shift = template[ring].astype(np.float32).mean(0) - f[ring].mean(0)
+        f += np.clip(shift, -_MAX_SHIFT, _MAX_SHIFT)
+    out = w * f + (1.0 - w) * neck.astype(np.float32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 @dataclass
@@ -106,7 +138,9 @@ class Renderer:
                 ref = cv2.resize(ref_full, (size, size), interpolation=cv2.INTER_AREA)
             else:
                 ref = warp(self.bank.crops[r], self.bank.points[r], tgt_pts[i])
-            hidden, alphas[i] = masks([tgt_lm[i], own_lm[i]], size)
+            _, band = neck_points(own_lm[i], tgt_lm[i], size)
+            jaw = np.concatenate([own_lm[i][CHIN_IDX], tgt_lm[i][CHIN_IDX], band])
+            hidden, alphas[i] = masks([tgt_lm[i], own_lm[i]], size, [jaw])
             x[i] = network_input(ref, tmpl[i], tgt_lm[i], hidden)
         out = np.empty((b, 3, size, size), np.float32)
         for s in range(0, b, self.batch_size):
@@ -114,12 +148,16 @@ class Renderer:
             out[s:s + len(xs)] = self.session.run(None, {"x": xs})[0] if self.use_network else xs[:, :3]
         if not full:
             crops = np.clip(np.rint(out.transpose(0, 2, 3, 1) * 255), 0, 255).astype(np.uint8)
+            for i in range(b):
+                crops[i] = join_jaw(crops[i], tmpl[i], own_lm[i], tgt_lm[i], alphas[i])
             return RenderedChunk(crops, alphas, tmpl, np.asarray(references))
         residual = (out - x[:, :3]).transpose(0, 2, 3, 1) * 255.0
         crops = np.empty((b, side, side, 3), np.uint8)
         tmpl_full = np.empty((b, side, side, 3), np.uint8)
         for i in range(b):
             up = cv2.resize(residual[i], (side, side), interpolation=cv2.INTER_LINEAR)
-            crops[i] = np.clip(np.rint(refs_full[i] + up), 0, 255).astype(np.uint8)
+            face = np.clip(np.rint(refs_full[i] + up), 0, 255).astype(np.uint8)
             tmpl_full[i] = crop(frames[i], boxes[i], side)
+            k = side / size
+            crops[i] = join_jaw(face, tmpl_full[i], own_lm[i] * k, tgt_lm[i] * k, alphas[i])
         return RenderedChunk(crops, alphas, tmpl_full, np.asarray(references))

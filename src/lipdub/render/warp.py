@@ -77,3 +77,21 @@ def warp(image: np.ndarray, source_pts: np.ndarray, target_pts: np.ndarray,
     size = size or image.shape[0]
     mx, my = tps_maps(target_pts, source_pts, size, image.shape[0])
     return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def follow_jaw(template: np.ndarray, own_chin: np.ndarray, target_chin: np.ndarray,
+               pins: np.ndarray, still: np.ndarray) -> np.ndarray:
+    """The template crop with its jaw line moved from ``own_chin`` to ``target_chin`` (crop
+    points at the template's resolution), neck stretched or compressed down to ``pins``, and
+    ``still`` points (nose, cheeks, jaw angles) and the crop border kept in place.
+
+    Only the template's own pixels move, so the one jaw edge and the collar stay single and
+    sharp. Identical chins return the template unchanged."""
+    own_chin = np.asarray(own_chin, np.float32)
+    target_chin = np.asarray(target_chin, np.float32)
+    if np.abs(own_chin - target_chin).max() < 0.05:
+        return template
+    fixed = np.concatenate([np.asarray(pins, np.float32), np.asarray(still, np.float32)])
+    dst = np.concatenate([target_chin, fixed])
+    src = np.concatenate([own_chin, fixed])
+    return warp(template, src, dst)
