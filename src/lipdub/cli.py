@@ -66,18 +66,93 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+#: GenerateOptions fields set from `generate` / `batch` arguments of the same name
+_GENERATE_ARGS = ("template", "shapes", "mouth_scale", "motion_smooth", "fade_in", "fade_out",
+                  "template_frames", "start_frame", "loop", "smooth_source", "keep_silence",
+                  "max_size", "fps", "crf", "preset")
+
+
+def _generate_kwargs(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in _GENERATE_ARGS}
+
+
+def _add_generate_options(p: argparse.ArgumentParser) -> None:
+    """The GenerateOptions controls, shared by `generate` and `batch` (defaults = the library's)."""
+    p.add_argument("--template", default=None, metavar="AVATAR_DIR",
+                   help="other prepared footage of the same person to draw the frames from")
+    p.add_argument("--shapes", choices=["audio", "template"], default="audio",
+                   help="mouth shapes from the audio (default) or the template's own mouths")
+    p.add_argument("--mouth-scale", type=float, default=1.0, metavar="X",
+                   help="mouth-opening amplitude, 1 = the avatar's own range (default 1)")
+    p.add_argument("--motion-smooth", type=float, default=1.0, metavar="K",
+                   help="temporal smoothing of the mouth motion, Gaussian sigma in frames (default 1)")
+    p.add_argument("--fade-in", type=int, default=0, metavar="N",
+                   help="frames over which the dubbed mouth blends in from the template's own "
+                        "(25 = 1 s at 25 fps; default 0)")
+    p.add_argument("--fade-out", type=int, default=0, metavar="N",
+                   help="frames over which it blends back to the template's own mouth at the end "
+                        "(default 0)")
+    p.add_argument("--template-frames", type=int, default=None, metavar="N",
+                   help="use only the first N template frames (default: all)")
+    p.add_argument("--start-frame", type=int, default=0, metavar="K",
+                   help="start the walk over the template at its frame K (default 0)")
+    p.add_argument("--loop", choices=["pingpong", "wrap"], default="pingpong",
+                   help="past the template's last frame: walk back (pingpong, default) or "
+                        "jump to the first (wrap)")
+    p.add_argument("--smooth-source", type=int, default=0, metavar="K",
+                   help="smooth the template's face landmarks over K frames (steadier mouth on "
+                        "jittery footage; default 0 = off)")
+    p.add_argument("--keep-silence", action="store_true",
+                   help="leave the template's own mouth where the audio is silent (voice activity)")
+    p.add_argument("--max-size", type=int, default=None, metavar="PX",
+                   help="downscale the output so its longer side is PX (default: the avatar's size)")
+    p.add_argument("--fps", type=float, default=None,
+                   help="output frame rate (default: the avatar's)")
+    p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default 18)")
+    p.add_argument("--preset", default="veryfast", help="x264 preset (default veryfast)")
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from lipdub.pipeline import GenerateOptions, generate
 
     try:
-        options = GenerateOptions(template=args.template, shapes=args.shapes,
-                                  mouth_scale=args.mouth_scale, motion_smooth=args.motion_smooth,
-                                  crf=args.crf, preset=args.preset)
+        options = GenerateOptions(**_generate_kwargs(args))
     except ValueError as exc:
         raise LipdubError(f"invalid option: {exc}") from None
     out = generate(args.avatar, args.audio, args.output, options)
     print(f"wrote {out}")
     return 0
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from lipdub.batch import items_from_dir, load_manifest, run_batch, run_batch_broker
+    from lipdub.pipeline import GenerateOptions
+
+    defaults = _generate_kwargs(args)
+    try:
+        GenerateOptions(**defaults)
+    except ValueError as exc:
+        raise LipdubError(f"invalid option: {exc}") from None
+    if args.broker and not args.storage:
+        raise LipdubError("--broker needs --storage DIR: the folder the workers mount")
+    if args.manifest:
+        if args.avatar or args.audio_dir or args.out_dir:
+            raise LipdubError("give either MANIFEST or --avatar/--audio-dir/--out-dir, not both")
+        items = load_manifest(args.manifest)
+    elif args.avatar and args.audio_dir and args.out_dir:
+        items = items_from_dir(args.avatar, args.audio_dir, args.out_dir)
+    else:
+        raise LipdubError("give a MANIFEST, or all of --avatar, --audio-dir and --out-dir")
+    if not items:
+        print("nothing to do: no items")
+        return 0
+    if args.broker:
+        report = run_batch_broker(items, args.broker, args.storage, options=defaults,
+                                  timeout=args.timeout)
+    else:
+        report = run_batch(items, jobs=args.jobs, options=defaults)
+    print(report.summary())
+    return 0 if report.ok else 1
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -115,6 +190,99 @@ def _cmd_worker(args: argparse.Namespace) -> int:
                             cache_dir=Path(args.cache_dir), concurrency=args.concurrency,
                             loglevel=args.log_level))
     return 0
+
+
+def _cmd_stream(args: argparse.Namespace) -> int:
+    import time
+
+    import numpy as np
+
+    from lipdub.audio import load_audio
+    from lipdub.stream import StreamOptions, Streamer, paced_chunks
+
+    try:
+        options = StreamOptions(lookahead=args.lookahead, whisper_window=args.whisper_window,
+                                mouth_scale=args.mouth_scale)
+    except ValueError as exc:
+        raise LipdubError(f"invalid option: {exc}") from None
+    if not 10 <= args.chunk_ms <= 5000:
+        raise LipdubError("invalid option: --chunk-ms must be in [10, 5000]")
+    wav = load_audio(args.audio)
+    from lipdub.pipeline import ensure_avatar
+
+    engine = Streamer(ensure_avatar(args.avatar), options)
+    writer = sound = None
+    if args.output:
+        import tempfile
+
+        from lipdub.video import EncodeOptions, VideoWriter
+
+        av = engine.avatar
+        sound = tempfile.NamedTemporaryFile(suffix=".wav", delete=False)
+        sound.close()
+        _write_wav(sound.name, wav)
+        writer = VideoWriter(args.output, av.width, av.height, EncodeOptions(fps=av.fps, preset="ultrafast", crf=23),
+                             audio=sound.name)
+    start = time.monotonic()
+    latencies, first = [], None
+    n = 0
+    try:
+        for chunk_frames in _stream_batches(engine, paced_chunks(wav, args.chunk_ms / 1000.0,
+                                                                  realtime=args.realtime, start=start)):
+            for f in chunk_frames:
+                if first is None:
+                    first = f.produced - start
+                # from the instant the audio of t_i was captured (real-time pace) to its frame
+                latencies.append(f.produced - (start + f.time) if args.realtime else f.latency)
+                if writer is not None:
+                    writer.write(f.image)
+                n += 1
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        if sound is not None:
+            os.unlink(sound.name)
+    lat = np.asarray(latencies) * 1000
+    wall = time.monotonic() - start
+    stats = {"frames": n, "audio_seconds": round(len(wav) / 16000, 3), "wall_seconds": round(wall, 3),
+             "realtime": bool(args.realtime), "first_frame_ms": round(1000 * (first or 0), 1),
+             "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 1),
+                            "p95": round(float(np.percentile(lat, 95)), 1),
+                            "p99": round(float(np.percentile(lat, 99)), 1),
+                            "max": round(float(lat.max()), 1)} if n else None,
+             "output": args.output}
+    if args.json:
+        print(json.dumps(stats, indent=2))
+    else:
+        lm = stats["latency_ms"] or {}
+        print(f"streamed {n} frames of {stats['audio_seconds']} s audio in {stats['wall_seconds']} s; "
+              f"first frame {stats['first_frame_ms']} ms; latency p50 {lm.get('p50')} ms, "
+              f"p95 {lm.get('p95')} ms, p99 {lm.get('p99')} ms"
+              + (f"; wrote {args.output}" if args.output else ""))
+    return 0
+
+
+def _stream_batches(engine, chunks):
+    for chunk in chunks:
+        yield engine.feed(chunk)
+    yield engine.finish()
+
+
+def _write_wav(path: str, wav) -> None:
+    import wave
+
+    import numpy as np
+
+    pcm = (np.clip(wav, -1, 1) * 32767).astype("<i2")
+    with wave.open(path, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(pcm.tobytes())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,17 +343,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--avatar", required=True, help="avatar folder, or a video to prepare+train first")
     p.add_argument("--audio", required=True, help="speech audio (any ffmpeg-readable file)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
-    p.add_argument("--template", default=None, metavar="AVATAR_DIR",
-                   help="other prepared footage of the same person to draw the frames from")
-    p.add_argument("--shapes", choices=["audio", "template"], default="audio",
-                   help="mouth shapes from the audio (default) or the template's own mouths")
-    p.add_argument("--mouth-scale", type=float, default=1.0,
-                   help="mouth-opening amplitude, 1 = the avatar's own range (default 1)")
-    p.add_argument("--motion-smooth", type=float, default=1.0,
-                   help="temporal smoothing of the mouth motion, in frames (default 1)")
-    p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default 18)")
-    p.add_argument("--preset", default="veryfast", help="x264 preset (default veryfast)")
+    _add_generate_options(p)
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("batch", help="dub many audio files (manifest or folder), resumable",
+                       description="Run every item of MANIFEST (CSV or JSON rows: avatar, audio, "
+                                   "output, options as a JSON object), or every audio file in "
+                                   "--audio-dir for --avatar. Outputs that already exist and are "
+                                   "complete are skipped, so a second run resumes; failed items are "
+                                   "listed at the end and make the exit status 1. The generate "
+                                   "options below apply to every item (an item's own win).")
+    p.add_argument("manifest", nargs="?", default=None, metavar="MANIFEST",
+                   help="CSV (header avatar,audio,output[,options]) or JSON list of items")
+    p.add_argument("--avatar", default=None, help="with --audio-dir: the avatar for every file")
+    p.add_argument("--audio-dir", default=None, metavar="DIR", help="dub every audio file in DIR")
+    p.add_argument("--out-dir", default=None, metavar="DIR", help="write DIR/<audio name>.mp4")
+    p.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
+                   help="items run at the same time, each in its own process (default 1)")
+    p.add_argument("--broker", default=None, metavar="URL",
+                   help="send the items to `lipdub worker`s through this Redis instead "
+                        "(redis://HOST:PORT/0); needs --storage")
+    p.add_argument("--storage", default=None, metavar="DIR",
+                   help="with --broker: the shared folder the workers mount as --storage")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="with --broker: give up waiting after S seconds")
+    _add_generate_options(p)
+    p.set_defaults(func=_cmd_batch)
 
     p = sub.add_parser("doctor", help="check the installation and bundled models",
                        description="Report versions of ffmpeg, mediapipe, onnxruntime and torch, check "
@@ -234,6 +417,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="log detail (default warning)")
     p.set_defaults(func=_cmd_worker)
+    p = sub.add_parser("stream", help="stream audio into an avatar as if live (latency test)",
+                       description="Feed AUDIO to the real-time streaming engine in chunks (at "
+                                   "real-time pace with --realtime), print latency statistics, "
+                                   "and optionally record what a viewer sees to OUT.mp4.")
+    p.add_argument("--avatar", required=True, help="avatar folder, or a video to prepare+train first")
+    p.add_argument("--audio", required=True, help="speech audio (any ffmpeg-readable file)")
+    p.add_argument("--realtime", action="store_true", help="feed chunks at real-time pace")
+    p.add_argument("--chunk-ms", type=int, default=20, help="chunk size in ms (default 20)")
+    p.add_argument("--lookahead", type=float, default=0.2,
+                   help="seconds of audio past a frame before it is made (default 0.2)")
+    p.add_argument("--whisper-window", type=float, default=8.0,
+                   help="seconds of trailing audio the Whisper encoder sees (default 8)")
+    p.add_argument("--mouth-scale", type=float, default=1.0, help="mouth-opening amplitude (default 1)")
+    p.add_argument("-o", "--output", default=None, metavar="OUT.mp4", help="record frames + audio")
+    p.add_argument("--json", action="store_true", help="print the statistics as JSON")
+    p.set_defaults(func=_cmd_stream)
     return parser
 
 

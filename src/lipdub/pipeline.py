@@ -10,6 +10,12 @@ them differently:
    memory does not grow with the output length.
 3. ``render_frames``: renderer (onnxruntime, batched) and paste-back.
 4. ``generate``: streaming H.264 encode with the speech muxed in.
+
+Video-to-video controls (all in ``GenerateOptions``): which template frames are walked
+(``template_frames``, ``start_frame``, ``loop``), template landmark smoothing (``smooth_source``),
+how much of the dubbed mouth shows per frame (``fade_in``/``fade_out``, ``keep_silence``: a
+per-frame weight that blends the rendered frame with the template's own, see ``dub_weights``),
+and the output raster (``max_size``, ``fps``, ``crf``, ``preset``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ from lipdub.render.runtime import Renderer
 from lipdub.render.train import TrainOptions
 
 
+LOOP_MODES = ("pingpong", "wrap")
+#: keep_silence: frames over which the dubbed mouth ramps in/out at the edges of speech.
+SILENCE_RAMP = 3
+
+
 @dataclass(frozen=True)
 class GenerateOptions:
     template: object = None          # another prepared avatar (folder or Avatar, same person)
@@ -43,19 +54,169 @@ class GenerateOptions:
     train: TrainOptions = field(default_factory=TrainOptions)  # when `avatar` is a raw video
     cache_dir: str | None = None     # raw-video avatars (default $LIPDUB_CACHE or ~/.cache/lipdub)
     use_network: bool = True         # False: paste the warped real mouth only (ablation)
+    # video-to-video controls
+    fade_in: int = 0                 # frames over which the dubbed mouth blends in from the template's
+    fade_out: int = 0                # frames over which it blends back to the template's own mouth
+    template_frames: int | None = None  # use only the first N template frames (None: all)
+    start_frame: int = 0             # the walk starts at this template frame (within those N)
+    loop: str = "pingpong"           # past the last template frame: "pingpong" back, or "wrap" to 0
+    smooth_source: int = 0           # extra centred smoothing of the template landmarks (frames; 0/1 off)
+    keep_silence: bool = False       # leave the template's own mouth where the audio is silent
+    max_size: int | None = None      # longer side of the output video in pixels (downscale only)
+    fps: float | None = None         # output frame rate (default: the avatar's)
 
     def __post_init__(self):
         if self.shapes not in ("audio", "template"):
             raise ValueError(f"shapes must be 'audio' or 'template', got {self.shapes!r}")
         if self.chunk < 1 or self.batch_size < 1:
             raise ValueError("chunk and batch_size must be positive")
+        if self.loop not in LOOP_MODES:
+            raise ValueError(f"loop must be one of {', '.join(LOOP_MODES)}, got {self.loop!r}")
+        for name in ("fade_in", "fade_out", "start_frame", "smooth_source"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+        if self.template_frames is not None and not (int(self.template_frames) == self.template_frames
+                                                     and self.template_frames >= 1):
+            raise ValueError(f"template_frames must be >= 1, got {self.template_frames!r}")
+        if self.max_size is not None and not 16 <= self.max_size:
+            raise ValueError(f"max_size must be at least 16 pixels, got {self.max_size!r}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"fps must be positive, got {self.fps!r}")
+        if self.mouth_scale < 0 or self.motion_smooth < 0:
+            raise ValueError("mouth_scale and motion_smooth must be >= 0")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be in 0..51, got {self.crf}")
+        from lipdub.video import X264_PRESETS
+
+        if self.preset not in X264_PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(X264_PRESETS)}; got {self.preset!r}")
 
 
-def template_order(n_out: int, n_template: int) -> np.ndarray:
-    """Template frame under each output frame: 0, 1, ..., M-1, M-2, ..., 1, 0, 1, ... (ping-pong)."""
-    from lipdub.motion.calibrate import template_indices
+def template_order(n_out: int, n_template: int, loop: str = "pingpong", start: int = 0,
+                   step: float = 1.0) -> np.ndarray:
+    """Template frame under each output frame.
 
-    return template_indices(n_out, n_template)
+    ``loop="pingpong"``: 0, 1, ..., M-1, M-2, ..., 1, 0, 1, ... (no jump); ``"wrap"``: 0, ..., M-1,
+    0, 1, ... The walk starts at template frame ``start`` (same direction as from 0) and advances
+    ``step`` template frames per output frame (template fps / output fps)."""
+    if loop not in LOOP_MODES:
+        raise ValueError(f"loop must be one of {', '.join(LOOP_MODES)}, got {loop!r}")
+    pos = int(start) + np.floor(np.arange(n_out) * float(step) + 1e-9).astype(np.int64)
+    if n_template <= 1:
+        return np.zeros(n_out, np.int64)
+    if loop == "wrap":
+        return (pos % n_template).astype(np.int64)
+    period = 2 * (n_template - 1)
+    k = pos % period
+    return np.where(k < n_template, k, period - k).astype(np.int64)
+
+
+class TemplateView:
+    """The part of a template avatar a generation walks: its first ``n_frames`` frames, with the
+    landmarks optionally smoothed over time (``smooth`` frames, centred). Everything else (path,
+    fps, size, manifest...) is the avatar's own."""
+
+    def __init__(self, avatar, n_frames: int | None = None, smooth: int = 0):
+        self.avatar = avatar
+        n = avatar.n_frames if n_frames is None else max(1, min(int(n_frames), avatar.n_frames))
+        self.n_frames = n
+        self.landmarks = smooth_track(np.asarray(avatar.landmarks[:n]), smooth)
+        self.boxes = np.asarray(avatar.boxes[:n])
+
+    def __getattr__(self, name):
+        return getattr(self.avatar, name)
+
+    def _check(self, index) -> int:
+        index = int(index)
+        if not 0 <= index < self.n_frames:
+            raise IndexError(f"frame {index} is outside the template's 0..{self.n_frames - 1}")
+        return index
+
+    def frame(self, index: int) -> np.ndarray:
+        return self.avatar.frame(self._check(index))
+
+    def iter_frames(self, indices=None, **kwargs) -> Iterator[np.ndarray]:
+        order = range(self.n_frames) if indices is None else [self._check(i) for i in indices]
+        return self.avatar.iter_frames(order, **kwargs)
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+
+def smooth_track(track: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average of a landmark track ``(M, ...)`` over ``window`` frames (edges
+    repeat the end frames); ``window`` <= 1 returns the track unchanged."""
+    track = np.asarray(track)
+    if window <= 1 or len(track) <= 1:
+        return track
+    left = (window - 1) // 2
+    right = window - 1 - left
+    padded = np.concatenate([np.repeat(track[:1], left, 0), track, np.repeat(track[-1:], right, 0)])
+    csum = np.cumsum(padded.astype(np.float64), axis=0)
+    csum = np.concatenate([np.zeros_like(csum[:1]), csum])
+    return ((csum[window:] - csum[:-window]) / window).astype(track.dtype)
+
+
+def template_for(avatar, options: GenerateOptions):
+    """The template a generation draws its frames from: ``options.template`` (or the avatar),
+    cut to ``template_frames`` and with ``smooth_source`` applied."""
+    template = _load_avatar(options.template) if options.template else avatar
+    if options.template_frames is not None or options.smooth_source > 1:
+        template = TemplateView(template, options.template_frames, options.smooth_source)
+    if options.start_frame >= template.n_frames:
+        raise InputError(f"start frame {options.start_frame} is past the template's last frame "
+                         f"({template.n_frames - 1})")
+    return template
+
+
+def output_order(n_out: int, template, options: GenerateOptions, fps: float | None = None) -> np.ndarray:
+    """Template frame under each output frame, as ``options`` ask (loop, start frame, frame rate)."""
+    fps = fps or options.fps or template.fps
+    return template_order(n_out, template.n_frames, options.loop, options.start_frame,
+                          step=float(template.fps) / float(fps))
+
+
+def dub_weights(n_out: int, options: GenerateOptions, features=None) -> np.ndarray | None:
+    """Per output frame, how much of the dubbed mouth shows (0 = the template frame untouched,
+    1 = fully dubbed): ``fade_in``/``fade_out`` ramps and, with ``keep_silence``, 0 where the
+    audio's voice activity says silence (ramping over ``SILENCE_RAMP`` speech frames). None
+    when every frame is fully dubbed."""
+    i = np.arange(n_out, dtype=np.float64)
+    w = np.ones(n_out, np.float64)
+    if options.fade_in > 0:
+        w = np.minimum(w, i / options.fade_in)
+    if options.fade_out > 0:
+        w = np.minimum(w, (n_out - 1 - i) / options.fade_out)
+    if options.keep_silence:
+        from lipdub.audio import speech_mask
+
+        if features is None or getattr(features, "vad", None) is None:
+            raise InputError("keep_silence needs the audio's voice activity (features with vad)")
+        speech = speech_mask(np.asarray(features.vad)[:n_out])
+        dist = np.full(n_out, np.inf)  # frames to the nearest silent frame
+        last = -np.inf
+        for k in range(n_out):
+            last = k if not speech[k] else last
+            dist[k] = k - last
+        last = np.inf
+        for k in range(n_out - 1, -1, -1):
+            last = k if not speech[k] else last
+            dist[k] = min(dist[k], last - k)
+        w = np.minimum(w, np.clip(dist / SILENCE_RAMP, 0.0, 1.0))
+    w = np.clip(w, 0.0, 1.0)
+    return None if bool((w >= 1.0).all()) else w.astype(np.float32)
+
+
+def blend(template_frame: np.ndarray, dubbed: np.ndarray, weight: float) -> np.ndarray:
+    """``template_frame`` where weight is 0, ``dubbed`` where 1, a linear mix in between."""
+    if weight <= 0:
+        return template_frame
+    if weight >= 1:
+        return dubbed
+    import cv2
+
+    return cv2.addWeighted(dubbed, float(weight), template_frame, 1.0 - float(weight), 0.0)
 
 
 def template_frames(avatar, order: np.ndarray) -> Iterator[np.ndarray]:
@@ -85,9 +246,13 @@ def _features_chunk(features, start: int, stop: int):
 
 
 def target_chunks(template, features, n_out: int, options: GenerateOptions,
-                  motion_chunk: int = 250) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(template frame indices (n,), target landmarks (n, 478, 3)) per run of output frames."""
-    order = template_order(n_out, template.n_frames)
+                  motion_chunk: int = 250, order: np.ndarray | None = None
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(template frame indices (n,), target landmarks (n, 478, 3)) per run of output frames.
+
+    ``order``: template frame under each output frame (default ``output_order(...)``)."""
+    if order is None:
+        order = output_order(n_out, template, options, getattr(features, "fps", None))
     if options.shapes == "template":
         for s in range(0, n_out, motion_chunk):
             idx = order[s:s + motion_chunk]
@@ -109,44 +274,87 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
 
 
 def render_frames(renderer: Renderer, template, order_and_targets, options: GenerateOptions,
-                  order: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                  order: np.ndarray | None = None, weights: np.ndarray | None = None
+                  ) -> Iterator[np.ndarray]:
     """Output frames from (template indices, target landmarks) runs: render + paste, by chunks.
 
-    ``order`` (all template indices, in output order) lets frame decoding run ahead across runs."""
+    ``order`` (all template indices, in output order) lets frame decoding run ahead across runs.
+    ``weights`` (per output frame, see ``dub_weights``) blends each frame with its template
+    frame: 0 yields the template frame itself, 1 the dubbed one."""
     source = template_frames(template, order) if order is not None else None
     renderer.reset()
+    done = 0
     for idx_run, lm_run in order_and_targets:
         run_frames = source if source is not None else template_frames(template, idx_run)
         for s in range(0, len(idx_run), options.chunk):
             idx = idx_run[s:s + options.chunk]
             tmpl = [next(run_frames) for _ in idx]
+            w = None
+            if weights is not None:
+                w = np.ones(len(idx), np.float32)
+                part = np.asarray(weights[done:done + len(idx)], np.float32)
+                w[:len(part)] = part
+            done += len(idx)
+            if w is not None and not (w > 0).any():
+                yield from tmpl  # nothing dubbed here: the template frames as they are
+                continue
+            keep = [f.copy() if w is not None and w[j] < 1 else None for j, f in enumerate(tmpl)]
             out = renderer.render_chunk(tmpl, template.boxes[idx], template.landmarks[idx],
                                         lm_run[s:s + options.chunk])
             for j, frame in enumerate(tmpl):
-                yield paste(frame, out.crops[j], out.alphas[j], template.boxes[idx[j]],
-                            out.templates[j], inplace=True)
+                dubbed = paste(frame, out.crops[j], out.alphas[j], template.boxes[idx[j]],
+                               out.templates[j], inplace=True)
+                yield dubbed if keep[j] is None else blend(keep[j], dubbed, float(w[j]))
+
+
+def _features(audio, fps: float, options: GenerateOptions, progress: ProgressFn | None = None):
+    from lipdub.audio import AudioFeatures, extract_features
+
+    if isinstance(audio, AudioFeatures):
+        return audio
+    need = options.shapes == "audio"
+    return extract_features(audio, fps=fps, whisper=need, mel=need,
+                            vad=need or options.keep_silence, progress=progress)
+
+
+def _resized(frames_in: Iterator[np.ndarray], size: tuple[int, int]) -> Iterator[np.ndarray]:
+    import cv2
+
+    for frame in frames_in:
+        if frame.shape[1::-1] != size:
+            frame = cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+        yield frame
+
+
+def output_size_for(template, options: GenerateOptions) -> tuple[int, int]:
+    """(width, height) of the output: the template's, shrunk to ``max_size`` (even sides)."""
+    if options.max_size is None:
+        return template.width, template.height
+    from lipdub.video import output_size
+
+    return output_size(template.width, template.height, options.max_size)
+
+
+def _frames(avatar, template, features, options: GenerateOptions) -> Iterator[np.ndarray]:
+    renderer = Renderer.load(avatar.path, threads=options.threads, batch_size=options.batch_size,
+                             use_network=options.use_network)
+    n_out = features.n_frames
+    order = output_order(n_out, template, options, features.fps)
+    runs = target_chunks(template, features, n_out, options, order=order)
+    out = render_frames(renderer, template, runs, options, order=order,
+                        weights=dub_weights(n_out, options, features))
+    size = output_size_for(template, options)
+    yield from (out if size == (template.width, template.height) else _resized(out, size))
 
 
 def frames(avatar, audio, options: GenerateOptions = GenerateOptions(),
            progress: ProgressFn | None = None) -> Iterator[np.ndarray]:
     """Output frames (RGB uint8) of ``avatar`` saying ``audio`` (a path, 16 kHz array or
-    ``AudioFeatures``), one per ``1/fps`` of audio, streamed."""
-    from lipdub.audio import AudioFeatures, extract_features
-
+    ``AudioFeatures``), one per ``1/fps`` of audio (``options.fps``, default the avatar's), streamed."""
     avatar = ensure_avatar(avatar, options, progress)
-    template = _load_avatar(options.template) if options.template else avatar
-    renderer = Renderer.load(avatar.path, threads=options.threads, batch_size=options.batch_size,
-                             use_network=options.use_network)
-    if isinstance(audio, AudioFeatures):
-        features = audio
-    else:
-        need = options.shapes == "audio"
-        features = extract_features(audio, fps=template.fps, whisper=need, mel=need, vad=need,
-                                    progress=progress)
-    n_out = features.n_frames
-    runs = target_chunks(template, features, n_out, options)
-    yield from render_frames(renderer, template, runs, options,
-                             order=template_order(n_out, template.n_frames))
+    template = template_for(avatar, options)
+    features = _features(audio, options.fps or template.fps, options, progress)
+    yield from _frames(avatar, template, features, options)
 
 
 def file_sha256(path: Path) -> str:
@@ -197,20 +405,20 @@ def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOp
 
     The video has ``round(audio_duration * fps)`` frames and carries the audio.
     """
-    from lipdub.audio import extract_features, load_audio
+    from lipdub.audio import load_audio
     from lipdub.video import EncodeOptions, VideoWriter
 
     avatar = ensure_avatar(avatar, options, progress)
-    template = _load_avatar(options.template) if options.template else avatar
-    need = options.shapes == "audio"
+    template = template_for(avatar, options)
+    fps = options.fps or template.fps
     wav = load_audio(audio_path)
-    features = extract_features(wav, fps=template.fps, whisper=need, mel=need, vad=need,
-                                progress=progress)
+    features = _features(wav, fps, options, progress)
     del wav
-    enc = EncodeOptions(fps=template.fps, crf=options.crf, preset=options.preset)
+    width, height = output_size_for(template, options)
+    enc = EncodeOptions(fps=fps, crf=options.crf, preset=options.preset)
     with Progress(features.n_frames, "generate", callback=progress) as bar, \
-            VideoWriter(out_path, template.width, template.height, enc, audio=audio_path) as writer:
-        for frame in frames(avatar, features, options):
+            VideoWriter(out_path, width, height, enc, audio=audio_path) as writer:
+        for frame in _frames(avatar, template, features, options):
             writer.write(frame)
             bar.update(1)
     return Path(out_path)
