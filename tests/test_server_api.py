@@ -240,10 +240,13 @@ def test_bad_requests(client, avatar, talking_clip, speech_wav):
     r = client.post("/jobs", data={"avatar_id": avatar["id"], "options": "[1"}, files=audio)
     assert r.status_code == 422 and "JSON" in r.json()["detail"]
     for bad, why in (({"template": "/etc"}, "server-only"), ({"crf": 99}, "0..51"),
-                     ({"shapes": "lips"}, "one of"), ({"mouth_scale": True}, "a number")):
+                     ({"shapes": "lips"}, "one of"), ({"mouth_scale": True}, "a number"),
+                     ({"keep_silence": 1}, "true or false"), ({"fade_in": 1000}, "0..250"),
+                     ({"loop": "bounce"}, "one of")):
         r = client.post("/jobs", data={"avatar_id": avatar["id"], "options": json.dumps(bad)}, files=audio)
         assert r.status_code == 422 and why in r.json()["detail"], r.json()
-    r = client.post("/jobs", data={"avatar_id": avatar["id"], "options": '{"mouth_scale": 1.5, "crf": 20}'},
+    r = client.post("/jobs", data={"avatar_id": avatar["id"], "options": json.dumps(
+        {"mouth_scale": 1.5, "crf": 20, "fade_in": 25, "keep_silence": True, "loop": "wrap"})},
                     files=audio)
     assert r.status_code == 202
     assert client.post("/avatars", data={"fps": "0"}, files={"file": upload(talking_clip)}).status_code == 422

@@ -53,7 +53,20 @@ PUBLIC_GENERATE_OPTIONS: dict[str, tuple] = {
     "motion_smooth": (0.0, 10.0),
     "crf": (0, 51),
     "preset": ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow"),
+    "fade_in": (0, 250),
+    "fade_out": (0, 250),
+    "template_frames": (1, 1_000_000),
+    "start_frame": (0, 1_000_000),
+    "loop": ("pingpong", "wrap"),
+    "smooth_source": (0, 25),
+    "keep_silence": (False, True),
+    "max_size": (64, 4096),
 }
+
+
+def _is_range(rule: tuple) -> bool:
+    """A (min, max) numeric rule; (False, True) is a flag, not the range 0..1."""
+    return rule != (False, True) and all(isinstance(v, (int, float)) for v in rule)
 
 
 def public_generate_options() -> dict[str, dict]:
@@ -61,7 +74,7 @@ def public_generate_options() -> dict[str, dict]:
     defaults = option_fields("lipdub.pipeline", "GenerateOptions") or {}
     out = {}
     for name, rule in PUBLIC_GENERATE_OPTIONS.items():
-        numeric = all(isinstance(v, (int, float)) for v in rule)
+        numeric = _is_range(rule)
         out[name] = {"default": defaults.get(name),
                      **({"min": rule[0], "max": rule[1]} if numeric else {"choices": list(rule)})}
     return out
@@ -75,7 +88,10 @@ def check_generate_options(options: dict[str, Any]) -> str | None:
                 f"settable: {', '.join(PUBLIC_GENERATE_OPTIONS)}")
     for name, value in options.items():
         rule = PUBLIC_GENERATE_OPTIONS[name]
-        if all(isinstance(v, (int, float)) for v in rule):
+        if rule == (False, True):
+            if not isinstance(value, bool):
+                return f"option {name} must be true or false"
+        elif _is_range(rule):
             integral = all(isinstance(v, int) for v in rule)
             ok_type = isinstance(value, int if integral else (int, float)) and not isinstance(value, bool)
             if not ok_type or not rule[0] <= value <= rule[1]:
