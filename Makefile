@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.lipdub-installed
 
-.PHONY: install test clean
+.PHONY: install test demo clean
 
 install: $(STAMP)
 
@@ -18,6 +18,10 @@ $(STAMP): pyproject.toml Makefile
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The astronaut photo (scikit-image) says a sentence from espeak-ng: no input needed.
+demo: $(STAMP)
+	$(VENV)/bin/lipdub demo -o demo.mp4
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -13,7 +13,11 @@ from fixtures import astronaut, talking_frames, write_video
 from lipdub.avatar import Avatar, PrepareOptions, prepare
 from lipdub.errors import InputError, NoFaceError, OutputError
 from lipdub.face import MOUTH_CORNERS, N_LANDMARKS
+from lipdub.photo import PhotoOptions
 from lipdub.video import read_frames
+
+# Photos prepared as one still frame (the idle-motion template is tested in test_photo.py).
+STILL = PhotoOptions(seconds=0)
 
 
 @pytest.fixture(scope="module")
@@ -100,14 +104,14 @@ def test_load_round_trip(talking_avatar):
 
 
 def test_prepare_a_photo(face_png, tmp_path):
-    av = prepare(face_png, tmp_path / "photo", PrepareOptions(features=False))
+    av = prepare(face_png, tmp_path / "photo", PrepareOptions(features=False), photo=STILL)
     assert av.n_frames == 1 and (av.width, av.height) == (512, 512)
     assert av.landmarks.shape == (1, N_LANDMARKS, 3) and not av.has_audio
     assert av.audio_path is None and av.features() is None
     np.testing.assert_allclose(av.landmarks[0, MOUTH_CORNERS[0], :2], (202, 139), atol=4)
     assert np.abs(av.frame(0).astype(int) - astronaut().astype(int)).mean() < 2.0
     # max_size shrinks the stored frames, and the landmarks are in the shrunk frame's pixels.
-    small = prepare(face_png, tmp_path / "small", PrepareOptions(features=False, max_size=256))
+    small = prepare(face_png, tmp_path / "small", PrepareOptions(features=False, max_size=256), photo=STILL)
     assert (small.width, small.height) == (256, 256) and small.frame(0).shape == (256, 256, 3)
     np.testing.assert_allclose(small.landmarks[0, MOUTH_CORNERS[0], :2], (101, 69.5), atol=3)
 
@@ -146,13 +150,13 @@ def test_existing_avatar_is_never_lost(talking_avatar, no_face_clip, face_png, t
     shutil.copytree(talking_avatar.path, target)
     before = (target / "manifest.json").read_text()
     with pytest.raises(OutputError, match="already holds an avatar"):
-        prepare(face_png, target)
+        prepare(face_png, target, photo=STILL)
     with pytest.raises(NoFaceError):
         prepare(no_face_clip, target, overwrite=True)
     assert (target / "manifest.json").read_text() == before
     assert Avatar.load(target).n_frames == 50 and not _leftovers(tmp_path)
     # A successful overwrite replaces it completely.
-    replaced = prepare(face_png, target, PrepareOptions(features=False), overwrite=True)
+    replaced = prepare(face_png, target, PrepareOptions(features=False), overwrite=True, photo=STILL)
     assert replaced.n_frames == 1 and not (target / "audio.wav").exists()
     assert len(list((target / "frames").iterdir())) == 1 and not _leftovers(tmp_path)
 
@@ -162,11 +166,11 @@ def test_refuses_a_folder_that_is_not_an_avatar(face_png, tmp_path):
     folder.mkdir()
     (folder / "thesis.txt").write_text("precious")
     with pytest.raises(OutputError, match="not a lipdub avatar"):
-        prepare(face_png, folder, overwrite=True)
+        prepare(face_png, folder, overwrite=True, photo=STILL)
     assert (folder / "thesis.txt").read_text() == "precious"
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert prepare(face_png, empty, PrepareOptions(features=False)).n_frames == 1
+    assert prepare(face_png, empty, PrepareOptions(features=False), photo=STILL).n_frames == 1
 
 
 def test_load_rejects_what_is_not_an_avatar(tmp_path):

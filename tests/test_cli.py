@@ -87,7 +87,7 @@ def test_prepare_unwritable_output(capsys, tmp_path, face_png):
 def test_prepare_photo_then_compare_identical(capsys, tmp_path, face_png, talking_clip):
     code, out, err = run_cli(capsys, "prepare", face_png, "-o", tmp_path / "av")
     assert code == 0, err
-    assert "1 frames" in out and "frames/s" in out
+    assert "250 frames" in out and "frames/s" in out  # a 10 s idle template at 25 fps
 
     code, out, err = run_cli(capsys, "compare", talking_clip, talking_clip, "--json")
     assert code == 0, err

@@ -21,6 +21,9 @@ _LAZY = {
     "TrainOptions": "lipdub.render.train",
     "PrepareOptions": "lipdub.avatar",
     "run_batch": "lipdub.batch",
+    "stream": "lipdub.stream",
+    "StreamOptions": "lipdub.stream",
+    "Streamer": "lipdub.stream",
 }
 
 __all__ = ["LipdubError", "__version__", *_LAZY]

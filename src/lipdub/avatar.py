@@ -71,8 +71,12 @@ class PrepareOptions:
 
 def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike,
             options: PrepareOptions = PrepareOptions(), progress: ProgressFn | None = None,
-            overwrite: bool = False) -> "Avatar":
+            overwrite: bool = False, photo=None) -> "Avatar":
     """Track the face in every frame of a video (or a photo) and store the avatar in ``out_dir``.
+
+    A photo becomes an idle-motion template (``photo``: ``lipdub.photo.PhotoOptions``; by default
+    10 s with blinks, slight head motion and breathing), so it can be dubbed like footage;
+    ``PhotoOptions(seconds=0)`` stores it as one still frame instead.
 
     Raises InputError (unreadable input), NoFaceError (no face, or in fewer than
     ``min_face_fraction`` of the frames) and OutputError (``out_dir`` holds an avatar and
@@ -82,21 +86,23 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike,
 
     started = time.perf_counter()
     source, out_dir = Path(input_path), Path(out_dir)
-    _check_destination(out_dir, overwrite)
+    check_destination(out_dir, overwrite)
     info = probe(source)
     if not info.has_video:
         raise InputError(f"{source} has no picture: an avatar needs a video or a photo")
+    if info.is_image:
+        from lipdub.photo.prepare import PhotoOptions, prepare_photo
+
+        photo = photo if photo is not None else PhotoOptions()
+        if photo.seconds > 0:
+            return prepare_photo(source, out_dir, photo, options, progress, overwrite)
     expected = frame_count(source, options.fps)
     with_audio = info.has_audio and not info.is_image
-    try:
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
-    except OSError as exc:
-        raise OutputError(f"cannot write into {out_dir.parent}: {exc.strerror or exc}") from None
+    work = new_work_dir(out_dir)
     try:
         # Hashing and audio run beside the tracking loop; both spend their time outside the GIL.
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prepare-bg") as background:
-            digest = background.submit(_sha256, source)
+            digest = background.submit(file_sha256, source)
             audio_job = (background.submit(_store_audio, source, work, options, expected)
                          if with_audio else None)
             track, width, height = _track_and_store_frames(source, work, options, info.is_image,
@@ -111,7 +117,7 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike,
                     # The decoder delivered fewer frames than the header promised: match them.
                     _store_features(work, options.fps, n_frames)
             sha256 = digest.result()
-        _store_track(work, track, found, options.smooth, width, height)
+        store_track(work, track, found, options.smooth, width, height)
         seconds = time.perf_counter() - started
         manifest = {
             "format_version": FORMAT_VERSION, "lipdub_version": __version__,
@@ -124,7 +130,7 @@ def prepare(input_path: str | os.PathLike, out_dir: str | os.PathLike,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         (work / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2) + "\n")
-        _install(work, out_dir, overwrite)
+        install_avatar_dir(work, out_dir, overwrite)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -181,7 +187,7 @@ def _require_faces(found: np.ndarray, source: Path, min_fraction: float) -> None
         raise NoFaceError(f"a face was found in only {n_found} of {n_frames} frames of {source}")
 
 
-def _store_track(work: Path, track: np.ndarray, found: np.ndarray, smooth: int,
+def store_track(work: Path, track: np.ndarray, found: np.ndarray, smooth: int,
                  width: int, height: int) -> None:
     from lipdub.face import fill_gaps, mouth_boxes, smooth_track
 
@@ -216,7 +222,16 @@ def _store_features(work: Path, fps: float, n_frames: int, audio: np.ndarray | N
     extract_features(source, fps, n_frames).save(work / "features.npz")
 
 
-def _sha256(path: Path) -> str:
+def new_work_dir(out_dir: Path) -> Path:
+    """A fresh temporary folder beside ``out_dir``, renamed into place by ``install_avatar_dir``."""
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{out_dir.name}.tmp-", dir=out_dir.parent))
+    except OSError as exc:
+        raise OutputError(f"cannot write into {out_dir.parent}: {exc.strerror or exc}") from None
+
+
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -228,7 +243,7 @@ def _is_avatar_dir(path: Path) -> bool:
     return (path / MANIFEST_NAME).is_file()
 
 
-def _check_destination(out_dir: Path, overwrite: bool) -> None:
+def check_destination(out_dir: Path, overwrite: bool) -> None:
     """Refuse before any work if finishing would have to destroy something we may not replace."""
     if not out_dir.exists():
         return
@@ -243,9 +258,9 @@ def _check_destination(out_dir: Path, overwrite: bool) -> None:
                           "to replace it")
 
 
-def _install(work: Path, out_dir: Path, overwrite: bool) -> None:
+def install_avatar_dir(work: Path, out_dir: Path, overwrite: bool) -> None:
     """Rename the finished ``work`` folder to ``out_dir``; an old avatar goes only once it's done."""
-    _check_destination(out_dir, overwrite)  # again: the folder may have changed meanwhile
+    check_destination(out_dir, overwrite)  # again: the folder may have changed meanwhile
     try:
         if out_dir.exists() and not any(out_dir.iterdir()):
             out_dir.rmdir()

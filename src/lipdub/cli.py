@@ -25,7 +25,11 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
                                  max_size=args.max_size)
     except ValueError as exc:
         raise LipdubError(f"invalid option: {exc}") from None
-    avatar = prepare(args.input, args.output, options, overwrite=args.overwrite)
+    from lipdub.photo.prepare import PhotoOptions
+
+    photo = PhotoOptions(seconds=args.idle_seconds, blink=not args.no_blink,
+                         head_motion=args.head_motion, breathing=args.breathing)
+    avatar = prepare(args.input, args.output, options, overwrite=args.overwrite, photo=photo)
     m = avatar.manifest
     print(f"prepared {avatar.path}: {avatar.n_frames} frames {avatar.width}x{avatar.height} "
           f"at {avatar.fps:g} fps in {m['prepare_seconds']:.1f} s ({m['prepare_fps']:.1f} frames/s)")
@@ -153,6 +157,14 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         report = run_batch(items, jobs=args.jobs, options=defaults)
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from lipdub.demo import run_demo
+
+    summary = run_demo(args.output)
+    print(f"wrote {summary['path']}: {summary['frames']} frames in {summary['seconds']:.1f} s")
+    return 0
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -305,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-size", type=int, default=None, metavar="PX",
                    help="downscale so the longer side is at most PX")
     p.add_argument("--overwrite", action="store_true", help="replace an existing avatar folder")
+    photo = p.add_argument_group("photo input", "a photo becomes a looping idle-motion template")
+    photo.add_argument("--idle-seconds", type=float, default=10.0, metavar="S",
+                       help="length of the idle template (default 10; 0 = one still frame)")
+    photo.add_argument("--no-blink", action="store_true", help="no blinks")
+    photo.add_argument("--head-motion", type=float, default=1.0, metavar="X",
+                       help="scale of the slow head motion (default 1; 0 = off)")
+    photo.add_argument("--breathing", type=float, default=1.0, metavar="X",
+                       help="scale of the shoulders' breathing motion (default 1; 0 = off)")
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("compare", help="compare two videos (pixels and mouth motion)",
@@ -370,6 +390,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_options(p)
     p.set_defaults(func=_cmd_batch)
 
+    p = sub.add_parser("demo", help="write a demo video: a photo that talks (no input needed)",
+                       description="The astronaut photo shipped by scikit-image says a sentence "
+                                   "synthesised with espeak-ng: a photo avatar, prepared and dubbed.")
+    p.add_argument("-o", "--output", default="demo.mp4", metavar="OUT.mp4",
+                   help="video to write (default demo.mp4)")
+    p.set_defaults(func=_cmd_demo)
+
     p = sub.add_parser("doctor", help="check the installation and bundled models",
                        description="Report versions of ffmpeg, mediapipe, onnxruntime and torch, check "
                                    "that the bundled models load, and say how to fix what is missing.")
@@ -427,8 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk-ms", type=int, default=20, help="chunk size in ms (default 20)")
     p.add_argument("--lookahead", type=float, default=0.2,
                    help="seconds of audio past a frame before it is made (default 0.2)")
-    p.add_argument("--whisper-window", type=float, default=8.0,
-                   help="seconds of trailing audio the Whisper encoder sees (default 8)")
+    p.add_argument("--whisper-window", type=float, default=3.0,
+                   help="seconds of trailing audio the Whisper encoder sees (default 3)")
     p.add_argument("--mouth-scale", type=float, default=1.0, help="mouth-opening amplitude (default 1)")
     p.add_argument("-o", "--output", default=None, metavar="OUT.mp4", help="record frames + audio")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")

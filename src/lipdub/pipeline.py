@@ -20,7 +20,6 @@ and the output raster (``max_size``, ``fps``, ``crf``, ``preset``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -273,7 +272,7 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
         yield order[s:e], lms
 
 
-def render_frames(renderer: Renderer, template, order_and_targets, options: GenerateOptions,
+def render_frames(renderer, template, order_and_targets, options: GenerateOptions,
                   order: np.ndarray | None = None, weights: np.ndarray | None = None
                   ) -> Iterator[np.ndarray]:
     """Output frames from (template indices, target landmarks) runs: render + paste, by chunks.
@@ -282,7 +281,8 @@ def render_frames(renderer: Renderer, template, order_and_targets, options: Gene
     ``weights`` (per output frame, see ``dub_weights``) blends each frame with its template
     frame: 0 yields the template frame itself, 1 the dubbed one."""
     source = template_frames(template, order) if order is not None else None
-    renderer.reset()
+    if hasattr(renderer, "reset"):
+        renderer.reset()
     done = 0
     for idx_run, lm_run in order_and_targets:
         run_frames = source if source is not None else template_frames(template, idx_run)
@@ -299,12 +299,37 @@ def render_frames(renderer: Renderer, template, order_and_targets, options: Gene
                 yield from tmpl  # nothing dubbed here: the template frames as they are
                 continue
             keep = [f.copy() if w is not None and w[j] < 1 else None for j, f in enumerate(tmpl)]
-            out = renderer.render_chunk(tmpl, template.boxes[idx], template.landmarks[idx],
-                                        lm_run[s:s + options.chunk])
-            for j, frame in enumerate(tmpl):
-                dubbed = paste(frame, out.crops[j], out.alphas[j], template.boxes[idx[j]],
-                               out.templates[j], inplace=True)
-                yield dubbed if keep[j] is None else blend(keep[j], dubbed, float(w[j]))
+            dubbed = draw_mouths(renderer, template, tmpl, idx, lm_run[s:s + options.chunk])
+            for j, frame in enumerate(dubbed):
+                yield frame if keep[j] is None else blend(keep[j], frame, float(w[j]))
+
+
+def draw_mouths(renderer, template, frames_in: list[np.ndarray], idx: np.ndarray,
+                targets: np.ndarray) -> list[np.ndarray]:
+    """Template frames with their mouths moved to ``targets`` (template pixels, ``(B, 478, 3)``).
+
+    Footage avatars: the per-avatar U-Net draws mouth crops, pasted back in place (the frames
+    are modified). Photo avatars have no footage of their mouth to learn from, so a
+    ``PhotoMouthRenderer`` mesh-warps lips and jaw and paints the mouth interior instead."""
+    if not isinstance(renderer, Renderer):
+        return renderer.render_chunk(frames_in, template.landmarks[idx], targets)
+    out = renderer.render_chunk(frames_in, template.boxes[idx], template.landmarks[idx], targets)
+    return [paste(frame, out.crops[j], out.alphas[j], template.boxes[idx[j]], out.templates[j],
+                  inplace=True) for j, frame in enumerate(frames_in)]
+
+
+def is_photo(avatar) -> bool:
+    return getattr(avatar, "manifest", {}).get("kind") == "photo"
+
+
+def load_renderer(avatar, options: GenerateOptions):
+    """The mouth renderer of an avatar: its trained U-Net, or the photo mesh-warp renderer."""
+    if is_photo(avatar):
+        from lipdub.photo.mouth import PhotoMouthRenderer
+
+        return PhotoMouthRenderer.for_avatar(avatar)
+    return Renderer.load(avatar.path, threads=options.threads, batch_size=options.batch_size,
+                         use_network=options.use_network)
 
 
 def _features(audio, fps: float, options: GenerateOptions, progress: ProgressFn | None = None):
@@ -336,8 +361,7 @@ def output_size_for(template, options: GenerateOptions) -> tuple[int, int]:
 
 
 def _frames(avatar, template, features, options: GenerateOptions) -> Iterator[np.ndarray]:
-    renderer = Renderer.load(avatar.path, threads=options.threads, batch_size=options.batch_size,
-                             use_network=options.use_network)
+    renderer = load_renderer(avatar, options)
     n_out = features.n_frames
     order = output_order(n_out, template, options, features.fps)
     runs = target_chunks(template, features, n_out, options, order=order)
@@ -357,14 +381,6 @@ def frames(avatar, audio, options: GenerateOptions = GenerateOptions(),
     yield from _frames(avatar, template, features, options)
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_root(options: GenerateOptions) -> Path:
     root = options.cache_dir or os.environ.get("LIPDUB_CACHE") or Path.home() / ".cache" / "lipdub"
     return Path(root)
@@ -381,7 +397,7 @@ def ensure_avatar(video, options: GenerateOptions = GenerateOptions(),
     if hasattr(video, "landmarks"):
         avatar = video
     else:
-        from lipdub.avatar import Avatar, PrepareOptions, prepare
+        from lipdub.avatar import Avatar, PrepareOptions, file_sha256, prepare
 
         path = Path(video)
         if not path.exists():
@@ -394,7 +410,7 @@ def ensure_avatar(video, options: GenerateOptions = GenerateOptions(),
                 avatar = Avatar.load(folder)
             except Exception:  # not prepared yet, or a broken earlier attempt: prepare afresh
                 avatar = prepare(path, folder, PrepareOptions(), progress, overwrite=True)
-    if not (Path(avatar.path) / ONNX_FILE).exists():
+    if not is_photo(avatar) and not (Path(avatar.path) / ONNX_FILE).exists():
         train_renderer(avatar, options.train, progress)
     return avatar
 

@@ -338,6 +338,9 @@ def create_app(config: ServerConfig, *, jobs: dict[str, JobFn] | None = None,
         return job_out(queue.cancel(job_id))
 
     app.include_router(api)
+    from lipdub.server.live import add_live_routes  # /ws/stream: live mode (needs `websockets`)
+
+    add_live_routes(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
