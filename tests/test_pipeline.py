@@ -39,12 +39,9 @@ def test_options_validate():
 def tiny_avatar(talking_clip, tmp_path_factory):
     """The conftest talking clip, prepared, with a renderer trained for a few steps at 32 px."""
     pytest.importorskip("torch")
-    from lipdub.avatar import PrepareOptions, prepare
-    from lipdub.render.train import TrainOptions, train_renderer
+    from dub_fixtures import trained_avatar
 
-    avatar = prepare(talking_clip, tmp_path_factory.mktemp("avatar") / "a", PrepareOptions(fps=25.0))
-    train_renderer(avatar, TrainOptions(steps=3, size=32, batch_size=4, widths=(8, 16, 16)))
-    return avatar
+    return trained_avatar(talking_clip, tmp_path_factory)
 
 
 def test_train_writes_renderer(tiny_avatar):
@@ -110,3 +107,20 @@ def test_raw_video_is_prepared_trained_and_cached(talking_clip, speech_wav, tmp_
     generate(talking_clip, speech_wav, tmp_path / "b.mp4", opts)
     assert (folder / "renderer.onnx").stat().st_mtime_ns == stamp  # reused, not retrained
     assert (tmp_path / "b.mp4").exists()
+
+
+def test_mouth_bank_from_an_older_point_set_is_rebuilt(tiny_avatar, tmp_path):
+    """A bank saved with fewer warp points (an older lipdub) is rebuilt on load, not a crash."""
+    import shutil
+
+    from lipdub.render.condition import WARP_IDX
+    from lipdub.render.reference import ReferenceBank
+    from lipdub.render.runtime import Renderer
+
+    folder = tmp_path / "old"
+    shutil.copytree(tiny_avatar.path, folder)
+    bank = ReferenceBank.load(folder)
+    ReferenceBank(bank.crops, bank.points[:, :-4], bank.frames, bank.full).save(folder)
+    renderer = Renderer.load(folder)
+    assert renderer.bank.points.shape[1] == len(WARP_IDX)
+    assert ReferenceBank.load(folder).points.shape[1] == len(WARP_IDX)

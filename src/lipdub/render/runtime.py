@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 
 from lipdub.errors import InputError, MissingDependencyError
-from lipdub.render.condition import (CHIN_IDX, CONTEXT_IDX, crop, face_weight, int_box, masks,
-                                     neck_points, network_input, shape_points, to_crop)
+from lipdub.render.condition import (CHIN_IDX, CONTEXT_IDX, WARP_IDX, crop, face_weight, int_box,
+                                     masks, neck_points, network_input, shape_points, to_crop)
 from lipdub.render.export import ONNX_FILE, read_meta
 from lipdub.render.reference import BANK_FILE, ReferenceBank
 from lipdub.render.warp import follow_jaw, warp
@@ -95,6 +95,14 @@ class Renderer:
         if not onnx_path.exists() or not (directory / BANK_FILE).exists():
             raise InputError(f"{directory} has no trained renderer; run `lipdub train` on it first")
         bank = ReferenceBank.load(directory)
+        if bank.points.shape[1] != len(WARP_IDX):
+            # Made by an older lipdub with another set of warp points. The bank is derived data
+            # (crops + landmarks of the chosen frames), so rebuild it rather than fail.
+            from lipdub.avatar import Avatar
+            from lipdub.render.dataset import build_bank
+
+            bank = build_bank(Avatar.load(directory), bank.frames, bank.size)
+            bank.save(directory)
         meta = read_meta(directory)
         if meta.get("size", bank.size) != bank.size:
             raise InputError(f"{directory}: renderer and mouth bank disagree on the crop size")
