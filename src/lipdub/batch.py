@@ -204,6 +204,31 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+class _Tally:
+    """Item results in item order, each reported as it ends; outputs that already exist and
+    probe complete are settled ("skipped") up front, the rest are left in ``todo``."""
+
+    def __init__(self, items: list[BatchItem],
+                 on_result: Callable[[ItemResult, int, int], None] | None):
+        self._report = on_result or (lambda r, k, n: _say(_progress_line(r, k, n)))
+        self.results: list[ItemResult | None] = [None] * len(items)
+        self.finished = 0
+        self.todo: list[int] = []
+        for i, item in enumerate(items):
+            if is_complete(item.output, item.audio):
+                self.finish(i, ItemResult(item, "skipped"))
+            else:
+                self.todo.append(i)
+
+    def finish(self, i: int, result: ItemResult) -> None:
+        self.results[i] = result
+        self.finished += 1
+        self._report(result, self.finished, len(self.results))
+
+    def report(self) -> BatchReport:
+        return BatchReport([r for r in self.results if r is not None])
+
+
 def run_batch(items: list[BatchItem], jobs: int = 1, options: dict | None = None,
               on_result: Callable[[ItemResult, int, int], None] | None = None,
               cache_dir: str | None = None) -> BatchReport:
@@ -217,23 +242,8 @@ def run_batch(items: list[BatchItem], jobs: int = 1, options: dict | None = None
     defaults = dict(options or {})
     if cache_dir:
         defaults.setdefault("cache_dir", cache_dir)
-    report = on_result or (lambda r, k, n: _say(_progress_line(r, k, n)))
-    total = len(items)
-    results: list[ItemResult | None] = [None] * total
-    finished = 0
-
-    def finish(i: int, result: ItemResult) -> None:
-        nonlocal finished
-        results[i] = result
-        finished += 1
-        report(result, finished, total)
-
-    todo = []
-    for i, item in enumerate(items):
-        if is_complete(item.output, item.audio):
-            finish(i, ItemResult(item, "skipped"))
-        else:
-            todo.append(i)
+    tally = _Tally(items, on_result)
+    finish, todo = tally.finish, tally.todo
 
     # Each distinct avatar is prepared/trained once, here, so parallel items never race on it.
     avatars: dict[str, str | Exception] = {}
@@ -272,7 +282,7 @@ def run_batch(items: list[BatchItem], jobs: int = 1, options: dict | None = None
                 except Exception as exc:  # noqa: BLE001 - a worker process died
                     error, seconds = f"worker process failed: {exc}", 0.0
                 finish(i, ItemResult(items[i], "failed" if error else "done", error, seconds))
-    return BatchReport([r for r in results if r is not None])
+    return tally.report()
 
 
 def _progress_line(result: ItemResult, finished: int, total: int) -> str:
@@ -292,23 +302,8 @@ def run_batch_broker(items: list[BatchItem], broker: str, storage: str | os.Path
     from lipdub.scale.client import BatchClient
 
     defaults = dict(options or {})
-    report = on_result or (lambda r, k, n: _say(_progress_line(r, k, n)))
-    total = len(items)
-    results: list[ItemResult | None] = [None] * total
-    finished = 0
-
-    def finish(i: int, result: ItemResult) -> None:
-        nonlocal finished
-        results[i] = result
-        finished += 1
-        report(result, finished, total)
-
-    todo = []
-    for i, item in enumerate(items):
-        if is_complete(item.output, item.audio):
-            finish(i, ItemResult(item, "skipped"))
-        else:
-            todo.append(i)
+    tally = _Tally(items, on_result)
+    finish, todo = tally.finish, tally.todo
     if todo:
         started = time.monotonic()
         with BatchClient(broker, storage) as client:
@@ -341,7 +336,7 @@ def run_batch_broker(items: list[BatchItem], broker: str, storage: str | os.Path
                     finish(i, _collect(client, job, items[i], time.monotonic() - started))
 
             client.wait(list(jobs), timeout=timeout, on_update=update)
-    return BatchReport([r for r in results if r is not None])
+    return tally.report()
 
 
 def _stage_avatar(client, avatar: str):

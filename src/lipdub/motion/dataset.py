@@ -13,12 +13,12 @@ Speakers: ``extra/SOURCES.tsv`` gives ``speaker_id``; any other clip is its own 
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from lipdub.avatar import file_sha256
 from lipdub.face import STABLE_POINTS
 from lipdub.motion import representation as rep
 from lipdub.progress import Progress
@@ -53,14 +53,6 @@ class Clip:
     @property
     def aperture(self) -> np.ndarray:
         return rep.aperture(self.target)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def list_sources(roots: list[Path]) -> list[tuple[Path, str]]:
@@ -128,7 +120,7 @@ def _cached(path: Path, make) -> dict[str, np.ndarray]:
 def load_clip(path: Path, speaker: str, cache_dir: Path) -> Clip:
     from lipdub.audio import load_audio
 
-    digest = sha256(path)
+    digest = file_sha256(path)
     cache_dir.mkdir(parents=True, exist_ok=True)
     tr = _cached(cache_dir / f"{digest[:16]}.track.npz", lambda: {"lm": track_clip(path)})
     lm_keep = tr["lm"]

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -24,17 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from lipdub.avatar import file_sha256
 from lipdub.photo import interior as it
 
 VIDEO_EXT = {".mp4", ".mpg", ".mov", ".avi", ".mkv", ".webm"}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def extract_clip(path: Path, stride: int, min_aperture: float, max_frames: int) -> dict:
@@ -80,7 +72,7 @@ def build_dataset(dirs: list[Path], cache: Path, stride: int, min_aperture: floa
             clips.append(p)
     out = []
     for p in clips:
-        sha = _sha256(p)
+        sha = file_sha256(p)
         npz = cache / f"{p.stem}-{sha[:12]}-s{stride}.npz"
         if not npz.exists():
             t = time.time()

@@ -18,7 +18,6 @@ The pump also
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import threading
@@ -26,8 +25,8 @@ import time
 import uuid
 from pathlib import Path
 
-from lipdub.errors import LipdubError
 from lipdub.scale import protocol as P
+from lipdub.server.queue import lock_data_dir
 from lipdub.server.store import Store
 
 log = logging.getLogger("lipdub.scale")
@@ -111,13 +110,7 @@ class CeleryQueue:
 
     def start(self) -> None:
         # One consumer per store: a second server on the same data dir would apply events twice.
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.data_dir / "queue.lock", "w")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise LipdubError(f"another lipdub server is using {self.data_dir}") from None
+        self._lock_file = lock_data_dir(self.data_dir)
         self._stop.clear()
         self._check_broker()
         self._thread = threading.Thread(target=self._pump, name="lipdub-pump", daemon=True)

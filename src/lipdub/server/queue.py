@@ -82,6 +82,19 @@ class JobQueue(Protocol):
     def status(self) -> dict: ...
 
 
+def lock_data_dir(data_dir: Path):
+    """An exclusive lock on ``data_dir`` held by the returned open file (keep it open): one job
+    queue per data dir. The kernel releases it when the process dies, however it dies."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock_file = open(data_dir / "queue.lock", "w")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise LipdubError(f"another lipdub server is using {data_dir}") from None
+    return lock_file
+
+
 class LocalQueue:
     def __init__(self, store: Store, data_dir: Path, functions: dict[str, JobFn], *,
                  workers: int = 1, isolation: str = "process", max_attempts: int = 2,
@@ -116,13 +129,7 @@ class LocalQueue:
     def start(self) -> None:
         # One LocalQueue per data dir: recovery below assumes no other worker is running.
         # flock is released by the kernel when this process dies, however it dies.
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.data_dir / "queue.lock", "w")
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock_file.close()
-            raise LipdubError(f"another lipdub server is using {self.data_dir}") from None
+        self._lock_file = lock_data_dir(self.data_dir)
         requeued, failed = self.store.recover(self.max_attempts)
         if requeued or failed:
             log.warning("after restart: %d interrupted job(s) re-queued, %d failed", requeued, failed)
