@@ -327,3 +327,14 @@ def test_extract_features_and_round_trip(tmp_path, speech_wav, speech, encoder):
     np.savez(tmp_path / "old.npz", fps=25.0, n_frames=10, duration=0.4, vad=np.zeros(10, np.float32))
     with pytest.raises(InputError, match="extract them again"):
         AudioFeatures.load(tmp_path / "old.npz")
+
+
+def test_whisper_model_from_the_environment(monkeypatch, tmp_path):
+    from lipdub.audio.whisper import default_model_path, resolve_model_path
+    from lipdub.errors import InputError
+
+    monkeypatch.setenv("LIPDUB_WHISPER_MODEL", str(tmp_path))
+    with pytest.raises(InputError, match="not a CTranslate2 Whisper model"):
+        resolve_model_path(None)
+    monkeypatch.setenv("LIPDUB_WHISPER_MODEL", str(default_model_path()))
+    assert resolve_model_path(None) == default_model_path()

@@ -113,3 +113,25 @@ def test_doctor_reports_every_component(capsys):
 def test_prepare_invalid_option(capsys, tmp_path, face_png):
     code, _, err = run_cli(capsys, "prepare", face_png, "-o", tmp_path / "av", "--smooth", "4")
     assert_one_line_error(code, err, "invalid option")
+
+
+def test_generate_bad_inputs_give_one_line_errors(capsys, tmp_path, tmp_path_factory, talking_clip,
+                                                  silent_clip):
+    from dub_fixtures import trained_avatar
+
+    avatar = trained_avatar(talking_clip, tmp_path_factory)
+    out = tmp_path / "out.mp4"
+    code, _, err = run_cli(capsys, "generate", "--avatar", avatar.path, "--audio",
+                           tmp_path / "nope.wav", "-o", out)
+    assert_one_line_error(code, err, "nope.wav")
+    code, _, err = run_cli(capsys, "generate", "--avatar", avatar.path, "--audio", silent_clip,
+                           "-o", out)
+    assert_one_line_error(code, err, "no audio stream")
+    code, _, err = run_cli(capsys, "generate", "--avatar", tmp_path / "no_avatar", "--audio",
+                           talking_clip, "-o", out)
+    assert_one_line_error(code, err, "no_avatar")
+    code, _, err = run_cli(capsys, "generate", "--avatar", avatar.path, "--audio", talking_clip,
+                           "-o", out, "--fade-in", "-3")
+    assert_one_line_error(code, err, "invalid option")
+    assert not out.exists()
+

@@ -61,6 +61,10 @@ def default_model_path() -> Path | None:
 
 
 def resolve_model_path(model_path: str | os.PathLike | None) -> Path:
+    """``model_path``, else $LIPDUB_WHISPER_MODEL, else the bundled tiny.en. The shipped motion
+    model reads 384-d states, so another model must be a Whisper *tiny* (tiny or tiny.en)."""
+    if model_path is None:
+        model_path = os.environ.get("LIPDUB_WHISPER_MODEL") or None
     if model_path is None:
         found = default_model_path()
         if found is None:
