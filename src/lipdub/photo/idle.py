@@ -70,7 +70,7 @@ def blink_schedule(n_frames: int, fps: float, seed: int = 0) -> np.ndarray:
         frames = np.arange(int(np.floor(t * fps)), int(np.ceil((t + length) * fps)) + 1)
         phase = (frames / fps - t) / length
         shut = np.where(phase < 0.4, phase / 0.4, 1 - (phase - 0.4) / 0.6)
-        shut = np.clip(shut * 1.7, 0, 1)  # held fully closed for a frame or two, as real blinks are
+        shut = np.clip(shut * 2.2, 0, 1)  # held fully closed for about 2 frames, as real blinks are
         ok = (frames >= 0) & (frames < n_frames)
         closure[frames[ok]] = np.maximum(closure[frames[ok]], shut[ok])
         gap = float(np.clip(rng.gamma(4.0, mean_gap / 4.0), *BLINK_GAP))
