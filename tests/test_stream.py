@@ -121,3 +121,23 @@ def test_options_validate():
         StreamOptions(lookahead=-1)
     with pytest.raises(ValueError):
         StreamOptions(whisper_window=0.1)
+
+
+def test_a_photo_avatar_streams_too(tmp_path, face_png, speech):
+    """Streaming uses the same mouth renderer as generate: a photo avatar needs no training."""
+    from lipdub.avatar import prepare
+    from lipdub.photo import PhotoOptions
+
+    folder = prepare(face_png, tmp_path / "photo", photo=PhotoOptions(seconds=1.0)).path
+    frames = run(folder, speech, 0.1)
+    assert [f.index for f in frames] == list(range(n_frames_for(speech, 25.0)))
+    idle = [f.template_index for f in frames]
+    # the mouth moves: speaking frames differ from their idle template frame around the mouth
+    from lipdub.avatar import Avatar
+
+    avatar = Avatar.load(folder)
+    speaking = [f for f in frames if f.speaking > 0.5]
+    assert speaking and max(idle) < avatar.n_frames
+    diffs = [np.abs(f.image[130:170, 190:260].astype(int)
+                    - avatar.frame(f.template_index)[130:170, 190:260]).mean() for f in speaking]
+    assert np.median(diffs) > 2.0

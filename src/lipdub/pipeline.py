@@ -281,8 +281,7 @@ def render_frames(renderer, template, order_and_targets, options: GenerateOption
     ``weights`` (per output frame, see ``dub_weights``) blends each frame with its template
     frame: 0 yields the template frame itself, 1 the dubbed one."""
     source = template_frames(template, order) if order is not None else None
-    if hasattr(renderer, "reset"):
-        renderer.reset()
+    renderer.reset()
     done = 0
     for idx_run, lm_run in order_and_targets:
         run_frames = source if source is not None else template_frames(template, idx_run)

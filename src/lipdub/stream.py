@@ -238,14 +238,14 @@ class Streamer:
 
     def __init__(self, avatar, options: StreamOptions = StreamOptions()):
         from lipdub.motion import MotionModel, calibrate
-        from lipdub.pipeline import _load_avatar
-        from lipdub.render.runtime import Renderer
+        from lipdub.pipeline import GenerateOptions, _load_avatar, load_renderer
 
         self.options = options
         self.avatar = avatar = _load_avatar(avatar)
         self.fps = float(avatar.fps)
-        self.renderer = Renderer.load(avatar.path, threads=options.threads, batch_size=8,
-                                      use_network=options.use_network)
+        # The same renderer generate uses: the avatar's U-Net, or the photo mesh warp.
+        self.renderer = load_renderer(avatar, GenerateOptions(
+            threads=options.threads, batch_size=8, use_network=options.use_network))
         self.model = MotionModel.load()
         self.cal = calibrate(np.asarray(avatar.landmarks), self.model)
         self.features = _Features(self.fps, options)
@@ -286,11 +286,10 @@ class Streamer:
 
     def _make(self, stop: int, final: bool) -> Iterator[StreamFrame]:
         from lipdub.audio.timing import n_frames_for
-        from lipdub.composite import paste
         from lipdub.motion import audio_to_motion
         from lipdub.motion.calibrate import template_indices
         from lipdub.motion.model import silence_gate
-        from lipdub.pipeline import template_frames
+        from lipdub.pipeline import draw_mouths, template_frames
 
         done, audio, avatar, fps = self.done, self.audio, self.avatar, self.fps
         if stop <= done:
@@ -308,14 +307,12 @@ class Streamer:
         gate = silence_gate(f.vad)[done - a:stop - a]
         t2 = time.perf_counter()
         tmpl = list(template_frames(avatar, order))
-        out = self.renderer.render_chunk(tmpl, avatar.boxes[order], avatar.landmarks[order], lms)
+        dubbed = draw_mouths(self.renderer, avatar, tmpl, order, lms)
         self.timings["features"] += t1 - t0
         self.timings["motion"] += t2 - t1
         self.timings["steps"] += 1
-        for j, frame in enumerate(tmpl):
+        for j, img in enumerate(dubbed):
             i = done + j
-            img = paste(frame, out.crops[j], out.alphas[j], avatar.boxes[order[j]],
-                        out.templates[j], inplace=True)
             s0 = int(round(i * self.frame_samples))
             s1 = int(round((i + 1) * self.frame_samples))
             snd = np.zeros(s1 - s0, np.float32)

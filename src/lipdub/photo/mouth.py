@@ -128,6 +128,9 @@ class PhotoMouthRenderer:
         """The renderer of a photo avatar (``manifest["kind"] == "photo"``) or an idle template."""
         return cls(np.asarray(avatar.landmarks)[0], interior)
 
+    def reset(self) -> None:
+        """Nothing carries over between frames here (the U-Net renderer's retrieval does)."""
+
     def render(self, frame: np.ndarray, frame_landmarks: np.ndarray,
                target_landmarks: np.ndarray) -> np.ndarray:
         """One frame; see ``render_chunk``."""
