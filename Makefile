@@ -19,7 +19,8 @@ $(STAMP): pyproject.toml Makefile
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# The astronaut photo (scikit-image) says a sentence from espeak-ng: no input needed.
+# The astronaut photo (scikit-image) says the shipped sentence (src/lipdub/assets): no input, no
+# system packages beyond python3-venv; espeak-ng is needed only for custom text.
 demo: $(STAMP)
 	$(VENV)/bin/lipdub demo -o demo.mp4
 
