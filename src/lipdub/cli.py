@@ -234,7 +234,7 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         sound.close()
         _write_wav(sound.name, wav)
         writer = VideoWriter(args.output, av.width, av.height, EncodeOptions(fps=av.fps, preset="ultrafast", crf=23),
-                             audio=sound.name)
+                             audio=sound.name, expected_seconds=len(wav) / 16000)
     start = time.monotonic()
     latencies, first = [], None
     n = 0

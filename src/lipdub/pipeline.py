@@ -418,21 +418,28 @@ def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOp
              progress: ProgressFn | None = None) -> Path:
     """Write ``out_path``: the avatar (folder, ``Avatar`` or raw video) saying ``audio_path``.
 
-    The video has ``round(audio_duration * fps)`` frames and carries the audio.
+    The video has ``round(audio_duration * fps)`` frames and carries the audio. Audio shorter
+    than one video frame is refused (InputError); the written file is checked (video frames,
+    audio, length within a frame of the audio's) before it is renamed into place.
     """
-    from lipdub.audio import load_audio
+    from lipdub.audio import SAMPLE_RATE, load_audio
     from lipdub.video import EncodeOptions, VideoWriter
 
+    wav = load_audio(audio_path)  # first: bad audio fails before an avatar is prepared or trained
+    seconds = len(wav) / SAMPLE_RATE
     avatar = ensure_avatar(avatar, options, progress)
     template = template_for(avatar, options)
     fps = options.fps or template.fps
-    wav = load_audio(audio_path)
+    if seconds * fps < 1:
+        raise InputError(f"{audio_path} holds {1000 * seconds:.0f} ms of audio, shorter than one "
+                         f"video frame ({1000 / fps:.0f} ms at {fps:g} fps): nothing to show")
     features = _features(wav, fps, options, progress)
     del wav
     width, height = output_size_for(template, options)
     enc = EncodeOptions(fps=fps, crf=options.crf, preset=options.preset)
     with Progress(features.n_frames, "generate", callback=progress) as bar, \
-            VideoWriter(out_path, width, height, enc, audio=audio_path) as writer:
+            VideoWriter(out_path, width, height, enc, audio=audio_path,
+                        expected_seconds=seconds) as writer:
         for frame in _frames(avatar, template, features, options):
             writer.write(frame)
             bar.update(1)

@@ -333,22 +333,35 @@ class VideoWriter:
     (an audio file, or a video whose audio track is taken) the result stops at the shorter of the
     frames and the audio, so callers give ``round(audio_duration * fps)`` frames. Odd sizes get
     their last row/column repeated, since yuv420p needs even ones.
+
+    Before the rename, ``verify_output`` checks the file: a video stream with >= 1 frame, the
+    audio track when one was given, and a length within one frame of ``expected_seconds`` (or
+    of the shorter of frames and audio). A file that fails is deleted: OutputError.
     """
 
     def __init__(self, path: str | os.PathLike, width: int, height: int,
-                 options: EncodeOptions = EncodeOptions(), audio: str | os.PathLike | None = None):
+                 options: EncodeOptions = EncodeOptions(), audio: str | os.PathLike | None = None,
+                 expected_seconds: float | None = None):
         if width <= 0 or height <= 0:
             raise ValueError(f"frame size must be positive, got {width}x{height}")
         self.path = Path(path)
         self.width, self.height = int(width), int(height)
         self.options = options
         self.frames_written = 0
+        self.has_audio = audio is not None
+        #: What close() checks the file lasts (within a frame): this, when the caller knows it
+        #: (generate: the decoded audio's length); else the shorter of the frames and the audio.
+        self.expected_seconds = expected_seconds
+        self._audio_seconds = 0.0
         self.partial_path = self.path.with_name(f"{self.path.name}.partial{self.path.suffix or '.mp4'}")
         self._closed = True  # until ffmpeg runs: abort() and __del__ have nothing to stop
         self._prepare_output()
         try:
-            if audio is not None and not probe(audio).has_audio:
-                raise InputError(f"no audio stream in {audio}")
+            if audio is not None:
+                audio_info = probe(audio)
+                if not audio_info.has_audio:
+                    raise InputError(f"no audio stream in {audio}")
+                self._audio_seconds = audio_info.audio_duration
             self._stderr = tempfile.TemporaryFile()
             self._proc = subprocess.Popen(self._command(audio), stdin=subprocess.PIPE,
                                           stdout=subprocess.DEVNULL, stderr=self._stderr)
@@ -424,6 +437,17 @@ class VideoWriter:
             pass
         if self._proc.wait() != 0:
             self._fail(f"ffmpeg failed to write {self.path}")
+        expected = self.expected_seconds
+        if expected is None:
+            expected = self.frames_written / self.options.fps
+            if self.has_audio and self._audio_seconds > 0:
+                expected = min(expected, self._audio_seconds)
+        try:
+            verify_output(self.partial_path, expected, self.options.fps, audio=self.has_audio,
+                          name=self.path)
+        except OutputError:
+            self.abort()
+            raise
         try:
             os.replace(self.partial_path, self.path)
         except OSError as e:
@@ -468,12 +492,42 @@ class VideoWriter:
             self.abort()
 
 
+def verify_output(path: str | os.PathLike, expected_seconds: float | None, fps: float,
+                  audio: bool = True, name: str | os.PathLike | None = None) -> MediaInfo:
+    """Check a written video before anyone trusts it; raise OutputError saying what is wrong.
+
+    It must probe, hold a video stream with at least one frame, an audio stream when `audio`,
+    and last `expected_seconds` within one frame (1 / fps), video and audio track alike. ffmpeg
+    exits 0 on outputs that fail this: with -shortest and audio shorter than one frame it drops
+    the video stream altogether. `name` is the path to name in messages (the final one).
+    """
+    name = name or path
+    try:
+        info = probe(path)
+    except InputError as e:
+        raise OutputError(f"the video written to {name} is unreadable ({e})") from None
+    if not info.has_video or info.n_frames < 1:
+        raise OutputError(f"the video written to {name} has no video frames")
+    if audio and not info.has_audio:
+        raise OutputError(f"the video written to {name} has no audio track")
+    if expected_seconds is not None and expected_seconds > 0:
+        # One frame, and a hair for timestamp rounding (ms timescales, AAC frame edges).
+        tolerance = 1.0 / fps + 2e-3
+        tracks = [("video", info.duration)] + ([("audio", info.audio_duration)] if audio else [])
+        for what, seconds in tracks:
+            if abs(seconds - expected_seconds) > tolerance:
+                raise OutputError(f"the video written to {name} has {seconds:.3f} s of {what}, "
+                                  f"not the expected {expected_seconds:.3f} s")
+    return info
+
+
 def _even(n: int) -> int:
     return n + n % 2
 
 
 def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, audio: str | os.PathLike | None = None,
-                options: EncodeOptions = EncodeOptions(), size: tuple[int, int] | None = None) -> Path:
+                options: EncodeOptions = EncodeOptions(), size: tuple[int, int] | None = None,
+                expected_seconds: float | None = None) -> Path:
     """Encode `frames` to `path` with VideoWriter. `size` = (width, height) of the output: frames of
     another size are resized to it; without it, the first frame's size is used."""
     frames = iter(frames)
@@ -481,7 +535,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike, audio: st
     if first is None:
         raise OutputError(f"no frames were given for {path}")
     width, height = size if size is not None else (first.shape[1], first.shape[0])
-    with VideoWriter(path, width, height, options, audio) as writer:
+    with VideoWriter(path, width, height, options, audio, expected_seconds) as writer:
         for frame in itertools.chain([first], frames):
             if frame.shape[:2] != (height, width):
                 import cv2

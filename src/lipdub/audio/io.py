@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +56,38 @@ def check_input_file(path: Path) -> None:
         raise InputError(f"{path} is empty")
 
 
+def wav_shortfall(path: Path) -> tuple[float, float] | None:
+    """(seconds the header promises, seconds the file holds) of a WAV whose data ends before its
+    header says (a cut download or copy), or None: not a RIFF/WAVE file, or a complete one.
+
+    Streaming writers leave the size at 0 or 0xFFFFFFFF ("unknown"): those are not truncated.
+    """
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            byte_rate = 0
+            while True:
+                chunk = f.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                start = f.tell()
+                if cid == b"fmt " and size >= 16:
+                    byte_rate = struct.unpack("<8xI", f.read(12))[0]
+                elif cid == b"data":
+                    have = os.fstat(f.fileno()).st_size - start
+                    if size in (0, 0xFFFFFFFF) or have >= size or byte_rate <= 0:
+                        return None
+                    return size / byte_rate, have / byte_rate
+                f.seek(start + size + (size & 1))
+    except OSError:
+        return None
+
+
 def _decode_error(path: Path, stderr: str) -> InputError:
     """Turn ffmpeg's complaint into one line a user can act on."""
     text = stderr.lower()
@@ -74,9 +108,18 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> np.ndarray:
     Sample 0 is the file's time 0 (a late-starting track is padded with silence); channels are
     averaged.
     Raises ``InputError`` for a missing, empty, oversized, unreadable or silent-track-less file.
+    A WAV cut short (data ends before its header says) is decoded as far as it goes, with a
+    warning on stderr.
     """
     path = Path(path)
     check_input_file(path)
+    short = wav_shortfall(path)
+    if short is not None:
+        # Decoded as far as it goes: what is there is real speech, and the output will last
+        # exactly as long as it (the writer checks that); the user is told it is cut.
+        print(f"lipdub: warning: {path} is truncated: its header promises {short[0]:.2f} s of "
+              f"audio but the file holds {short[1]:.2f} s; using those {short[1]:.2f} s",
+              file=sys.stderr)
     args = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error",
             "-i", str(path),
             # Only the first audio stream: videos with several tracks are decoded predictably.
@@ -87,15 +130,26 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> np.ndarray:
             # stereo channels come out 1.41x louder and may clip); capping the gain averages them.
             "-af", "aresample=first_pts=0:rematrix_maxval=1.0",
             "-ac", "1", "-ar", str(sr), "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
-    proc = subprocess.run(args, capture_output=True)
-    if proc.returncode != 0:
-        raise _decode_error(path, proc.stderr.decode(errors="replace"))
+    pcm = bytearray()
+    with tempfile.TemporaryFile() as stderr:  # a file: nobody has to drain it to avoid a deadlock
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+        try:
+            # Into one growing buffer, viewed as samples without a copy: an hour of audio costs
+            # its 230 MB once, not three times (bytes, array, clipped array).
+            while block := proc.stdout.read(1 << 20):
+                pcm += block
+        finally:
+            proc.stdout.close()
+            returncode = proc.wait()
+        if returncode != 0:
+            stderr.seek(0)
+            raise _decode_error(path, stderr.read().decode(errors="replace"))
     # A truncated tail may leave a partial sample; drop it rather than fail.
-    usable = len(proc.stdout) - len(proc.stdout) % 4
-    audio = np.frombuffer(proc.stdout[:usable], dtype="<f4").astype(np.float32)
+    del pcm[len(pcm) - len(pcm) % 4:]
+    audio = np.frombuffer(pcm, dtype="<f4")
     if audio.size == 0:
         raise InputError(f"{path} has no audio samples (zero-length audio)")
-    if not np.all(np.isfinite(audio)):
+    if not np.isfinite(audio).all():
         raise InputError(f"{path} decodes to invalid (NaN or infinite) samples")
     # Resampling can overshoot slightly near full scale; the contract is [-1, 1].
-    return np.clip(audio, -1.0, 1.0)
+    return np.clip(audio, -1.0, 1.0, out=audio)
