@@ -93,8 +93,10 @@ def test_audio_and_features_are_stored(talking_avatar):
 
 def test_progress_reaches_the_end(talking_avatar):
     calls = talking_avatar.progress_calls
-    assert calls and all(stage == "prepare" for stage, _ in calls)
-    assert calls[-1][1] == 1.0 and len(calls) >= 50
+    tracking = [f for stage, f in calls if stage == "prepare"]
+    assert tracking[-1] == 1.0 and len(tracking) >= 50
+    # Then the renderer's mouth bank is cut from the frames (no training step follows).
+    assert {stage for stage, _ in calls} == {"prepare", "crop frames"} and calls[-1] == ("crop frames", 1.0)
 
 
 def test_load_round_trip(talking_avatar):
@@ -122,15 +124,17 @@ def test_no_face_anywhere(no_face_clip, tmp_path):
     assert not (tmp_path / "none").exists() and not _leftovers(tmp_path)
 
 
-def test_too_few_frames_with_a_face(tmp_path):
+def test_mostly_faceless_footage(tmp_path):
     frames = list(talking_frames(8)) + [np.full((512, 512, 3), 128, np.uint8)] * 17
     clip = write_video(tmp_path / "mostly_empty.mp4", frames, fps=25)
-    with pytest.raises(NoFaceError, match=r"only \d of 25 frames"):
-        prepare(clip, tmp_path / "few")
-    # Allowed when the caller asks for less; the faceless frames hold the last face.
-    av = prepare(clip, tmp_path / "few", PrepareOptions(min_face_fraction=0.2))
+    # By default part of a video without a face is fine: those frames will pass through untouched.
+    av = prepare(clip, tmp_path / "few")
     assert 5 <= av.face_found.sum() <= 9 and np.isfinite(av.landmarks).all()
+    assert (av.dub_weight[av.face_found.sum() + 1:] == 0).all() and (av.dub_weight[:4] > 0).all()
     np.testing.assert_array_equal(av.raw_landmarks[-1], av.raw_landmarks[av.face_found.nonzero()[0][-1]])
+    # A caller can still ask for a minimum share of frames with a face.
+    with pytest.raises(NoFaceError, match=r"only \d of 25 frames"):
+        prepare(clip, tmp_path / "strict", PrepareOptions(min_face_fraction=0.5))
 
 
 def test_not_a_media_file(tmp_path):

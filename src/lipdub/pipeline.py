@@ -21,7 +21,7 @@ and the output raster (``max_size``, ``fps``, ``crf``, ``preset``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -50,9 +50,9 @@ class GenerateOptions:
     threads: int | None = None       # onnxruntime threads (default 1: the encoder needs a core)
     crf: int = 18
     preset: str = "veryfast"
-    train: TrainOptions = field(default_factory=TrainOptions)  # when `avatar` is a raw video
+    train: TrainOptions | None = None  # train the optional U-Net first (None: never; see ensure_avatar)
     cache_dir: str | None = None     # raw-video avatars (default $LIPDUB_CACHE or ~/.cache/lipdub)
-    use_network: bool = True         # False: paste the warped real mouth only (ablation)
+    use_network: bool = True         # use a trained U-Net if the avatar has one (False: never)
     # video-to-video controls
     fade_in: int = 0                 # frames over which the dubbed mouth blends in from the template's
     fade_out: int = 0                # frames over which it blends back to the template's own mouth
@@ -207,6 +207,19 @@ def dub_weights(n_out: int, options: GenerateOptions, features=None) -> np.ndarr
     return None if bool((w >= 1.0).all()) else w.astype(np.float32)
 
 
+def frame_weights(template, order: np.ndarray, options: GenerateOptions,
+                  features=None) -> np.ndarray | None:
+    """Per output frame, how much of the dubbed mouth shows: the template frame's own dub weight
+    (0 where it has no usable face of the dubbed person: those frames pass through untouched)
+    times ``dub_weights`` (fades, silence). None when every frame is fully dubbed."""
+    w = dub_weights(len(order), options, features)
+    own = getattr(template, "dub_weight", None)
+    if own is not None and not bool((np.asarray(own) >= 1.0).all()):
+        face = np.asarray(own, np.float32)[order]
+        w = face if w is None else np.minimum(w, face)
+    return w
+
+
 def blend(template_frame: np.ndarray, dubbed: np.ndarray, weight: float) -> np.ndarray:
     """``template_frame`` where weight is 0, ``dubbed`` where 1, a linear mix in between."""
     if weight <= 0:
@@ -260,7 +273,7 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
     from lipdub.motion import MotionModel, audio_to_motion, calibrate
 
     model = MotionModel.load()
-    cal = calibrate(np.asarray(template.landmarks), model)
+    cal = _calibration(template, model, calibrate)
     ctx = model.receptive_field + 8  # a little beyond the receptive field for the silence gate
     for s in range(0, n_out, motion_chunk):
         e = min(n_out, s + motion_chunk)
@@ -272,35 +285,77 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
         yield order[s:e], lms
 
 
+def _calibration(template, model, calibrate):
+    """The motion calibration of ``template``, its neutral mouth and range measured only on
+    frames where the dubbed person's face is usable (not on frames held across a gap)."""
+    landmarks = np.asarray(template.landmarks)
+    cal = calibrate(landmarks, model)
+    own = getattr(template, "dub_weight", None)
+    if own is not None:
+        usable = np.asarray(own)[:len(landmarks)] > 0
+        if usable.any() and not usable.all():
+            sub = calibrate(landmarks[usable], model)
+            cal.neutral, cal.gain = sub.neutral, sub.gain
+    return cal
+
+
 def render_frames(renderer, template, order_and_targets, options: GenerateOptions,
                   order: np.ndarray | None = None, weights: np.ndarray | None = None
                   ) -> Iterator[np.ndarray]:
     """Output frames from (template indices, target landmarks) runs: render + paste, by chunks.
 
     ``order`` (all template indices, in output order) lets frame decoding run ahead across runs.
-    ``weights`` (per output frame, see ``dub_weights``) blends each frame with its template
-    frame: 0 yields the template frame itself, 1 the dubbed one."""
+    ``weights`` (per output frame, see ``frame_weights``) blends each frame with its template
+    frame: 0 yields the template frame itself (nothing is drawn on it: no face, another person,
+    a faded edge), 1 the dubbed one. The renderer starts a new sequence at every cut or jump."""
     source = template_frames(template, order) if order is not None else None
+    shots = getattr(template, "shots", None)
     renderer.reset()
-    done = 0
+    done, previous = 0, None
     for idx_run, lm_run in order_and_targets:
         run_frames = source if source is not None else template_frames(template, idx_run)
         for s in range(0, len(idx_run), options.chunk):
             idx = idx_run[s:s + options.chunk]
             tmpl = [next(run_frames) for _ in idx]
-            w = None
+            w = np.ones(len(idx), np.float32)
             if weights is not None:
-                w = np.ones(len(idx), np.float32)
                 part = np.asarray(weights[done:done + len(idx)], np.float32)
                 w[:len(part)] = part
             done += len(idx)
-            if w is not None and not (w > 0).any():
+            drawn = np.flatnonzero(w > 0)
+            if not drawn.size:
                 yield from tmpl  # nothing dubbed here: the template frames as they are
                 continue
-            keep = [f.copy() if w is not None and w[j] < 1 else None for j, f in enumerate(tmpl)]
-            dubbed = draw_mouths(renderer, template, tmpl, idx, lm_run[s:s + options.chunk])
-            for j, frame in enumerate(dubbed):
-                yield frame if keep[j] is None else blend(keep[j], frame, float(w[j]))
+            keep = {int(j): tmpl[j].copy() for j in drawn if w[j] < 1}
+            out = list(tmpl)
+            for run in _sequences(idx, drawn, shots, previous):
+                if run[0] is None:
+                    renderer.reset()
+                    run = run[1:]
+                picked = np.asarray(run)
+                dubbed = draw_mouths(renderer, template, [tmpl[j] for j in picked], idx[picked],
+                                     lm_run[s:s + options.chunk][picked])
+                for j, frame in zip(picked, dubbed):
+                    out[j] = frame if int(j) not in keep else blend(keep[int(j)], frame, float(w[j]))
+            previous = int(idx[drawn[-1]])
+            yield from out
+
+
+def _sequences(idx: np.ndarray, drawn: np.ndarray, shots, previous: int | None) -> list[list]:
+    """``drawn`` (positions in ``idx``) cut into runs the renderer can treat as one continuous
+    sequence; a run that starts after a cut, a skipped stretch or a jump in the template walk
+    begins with None (reset the renderer first)."""
+    runs: list[list] = []
+    for j in drawn:
+        t = int(idx[j])
+        new = previous is None or abs(t - previous) > 1 or (
+            shots is not None and shots[t] != shots[previous])
+        if new or not runs:
+            runs.append([None, j] if new else [j])
+        else:
+            runs[-1].append(j)
+        previous = t
+    return runs
 
 
 def draw_mouths(renderer, template, frames_in: list[np.ndarray], idx: np.ndarray,
@@ -322,12 +377,12 @@ def is_photo(avatar) -> bool:
 
 
 def load_renderer(avatar, options: GenerateOptions):
-    """The mouth renderer of an avatar: its trained U-Net, or the photo mesh-warp renderer."""
+    """The mouth renderer of an avatar: warped real mouths from its bank (+ its U-Net if trained), or the photo mesh-warp renderer."""
     if is_photo(avatar):
         from lipdub.photo.mouth import PhotoMouthRenderer
 
         return PhotoMouthRenderer.for_avatar(avatar)
-    return Renderer.load(avatar.path, threads=options.threads, batch_size=options.batch_size,
+    return Renderer.load(avatar, threads=options.threads, batch_size=options.batch_size,
                          use_network=options.use_network)
 
 
@@ -365,7 +420,7 @@ def _frames(avatar, template, features, options: GenerateOptions) -> Iterator[np
     order = output_order(n_out, template, options, features.fps)
     runs = target_chunks(template, features, n_out, options, order=order)
     out = render_frames(renderer, template, runs, options, order=order,
-                        weights=dub_weights(n_out, options, features))
+                        weights=frame_weights(template, order, options, features))
     size = output_size_for(template, options)
     yield from (out if size == (template.width, template.height) else _resized(out, size))
 
@@ -387,12 +442,10 @@ def cache_root(options: GenerateOptions) -> Path:
 
 def ensure_avatar(video, options: GenerateOptions = GenerateOptions(),
                   progress: ProgressFn | None = None):
-    """An avatar folder with a trained renderer for ``video``: a prepared avatar is used as is
-    (trained if it has no renderer yet); a raw video is prepared and trained once, cached under
-    ``cache_root()/<sha256 of the file>``."""
-    from lipdub.render.export import ONNX_FILE
-    from lipdub.render.train import train_renderer
-
+    """A prepared avatar for ``video``: an ``Avatar`` or avatar folder is used as is; a raw video
+    is prepared once, cached under ``cache_root()/<sha256 of the file>``. No training: the
+    renderer works from the mouth bank made at preparation. ``options.train`` (a
+    ``TrainOptions``) opts in to training the optional U-Net first where there is none."""
     if hasattr(video, "landmarks"):
         avatar = video
     else:
@@ -409,8 +462,12 @@ def ensure_avatar(video, options: GenerateOptions = GenerateOptions(),
                 avatar = Avatar.load(folder)
             except Exception:  # not prepared yet, or a broken earlier attempt: prepare afresh
                 avatar = prepare(path, folder, PrepareOptions(), progress, overwrite=True)
-    if not is_photo(avatar) and not (Path(avatar.path) / ONNX_FILE).exists():
-        train_renderer(avatar, options.train, progress)
+    if options.train is not None and not is_photo(avatar):
+        from lipdub.render.export import ONNX_FILE
+        from lipdub.render.train import train_renderer
+
+        if not (Path(avatar.path) / ONNX_FILE).exists():
+            train_renderer(avatar, options.train, progress)
     return avatar
 
 

@@ -231,6 +231,62 @@ class FaceTracker:
             self._frames_without = 0
         return chosen
 
+    def faces_in(self, frame_rgb: np.ndarray) -> list[np.ndarray]:
+        """Every face in the frame (up to ``max_faces``), landmarks ``(478, 3)`` in pixels, in no
+        particular order; the caller decides who is who (``lipdub.face.people``). Video mode
+        follows them from frame to frame; when the whole frame shows none, the zoomed search and
+        the crop that follows a small face work as in ``track``."""
+        if self._mesh is None:
+            raise RuntimeError("FaceTracker is closed")
+        frame = np.asarray(frame_rgb)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
+        if self._roi is not None:
+            if self._roi_mesh is None:
+                self._roi_mesh = self._new_mesh(static=False, max_faces=1)
+            x0, y0, side = self._roi
+            faces = self._faces(self._roi_mesh, frame[y0:y0 + side, x0:x0 + side], x0, y0)
+            if faces:
+                self._roi_misses = 0
+                self._roi = zoom.follow_roi(faces[0], self._roi, *frame.shape[:2])
+                return faces
+            self._roi_misses += 1
+            if self._roi_misses <= 5:
+                return []
+            self._drop_roi()
+        faces = self._faces(self._mesh, frame)
+        self._frames_since_search += 1
+        if not faces and (self.mode == "image" or self._frames_since_search >= self._search_interval):
+            self._frames_since_search = 0
+            faces = self._search(frame)
+            if not faces:
+                self._search_interval = min(2 * self._search_interval, 8 * self.search_every)
+            elif self.mode == "video":
+                self._roi = zoom.roi_around(max(faces, key=lambda f: _bbox(f)[1]), *frame.shape[:2])
+        if faces:
+            self._search_interval = self.search_every
+        return faces
+
+    def restart(self) -> None:
+        """Forget every face followed so far (call at a cut: the next frame is a new view, and
+        MediaPipe's tracking would otherwise fit the old faces' places onto it for a frame)."""
+        if self._mesh is None:
+            raise RuntimeError("FaceTracker is closed")
+        if self.mode == "video":
+            self._mesh.close()
+            self._mesh = self._new_mesh(static=False, max_faces=self.max_faces)
+        self._drop_roi()
+        self._last_centre, self._last_size = None, 0.0
+        self._frames_without = 0
+        self._frames_since_search = self._search_interval = self.search_every
+
+    def _drop_roi(self) -> None:
+        self._roi, self._roi_misses = None, 0
+        self._frames_since_search = self.search_every
+        if self._roi_mesh is not None:
+            self._roi_mesh.close()
+            self._roi_mesh = None
+
     def _search(self, frame: np.ndarray) -> list[np.ndarray]:
         """Faces in overlapping crops, from the coarsest level of crops that shows any."""
         for level in zoom.search_levels(*frame.shape[:2]):
@@ -251,10 +307,7 @@ class FaceTracker:
             self._roi_misses += 1
             if self._roi_misses > 5:
                 # Lost: back to the whole frame (and searching), with a fresh crop tracker later.
-                self._roi, self._roi_misses = None, 0
-                self._frames_since_search = self.search_every
-                self._roi_mesh.close()
-                self._roi_mesh = None
+                self._drop_roi()
             return None
         self._roi_misses = 0
         self._roi = zoom.follow_roi(chosen, self._roi, *frame.shape[:2])

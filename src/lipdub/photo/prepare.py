@@ -64,7 +64,7 @@ def prepare_photo(image_path: str | os.PathLike, out_dir: str | os.PathLike,
     import cv2
 
     from lipdub import __version__
-    from lipdub import avatar as av
+    from lipdub import avatar_folder as av
     from lipdub.photo.idle import make_idle_template
     from lipdub.progress import Progress
 

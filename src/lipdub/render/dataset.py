@@ -11,47 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
 from lipdub.progress import Progress, ProgressFn
-from lipdub.render.condition import crop, draw_condition, int_box, masks, shape_points, to_crop
-from lipdub.render.reference import ReferenceBank
+from lipdub.render.condition import draw_condition, masks, to_crop
+from lipdub.render.reference import ReferenceBank, build_bank  # noqa: F401 (build_bank: moved)
 from lipdub.render.warp import warp
 
 N_REFS = 3           # candidate references per target (nearest shapes)
 EXCLUDE_RADIUS = 5   # frames around the target that may not serve as its reference
-MAX_FULL = 320       # largest full-resolution bank crop kept (memory: 300 KB per frame)
-
-
-def iter_avatar_frames(avatar, indices):
-    """(index, frame) of ``avatar`` at ``indices``, decoded ahead by the avatar's reader."""
-    indices = [int(i) for i in indices]
-    return zip(indices, avatar.iter_frames(indices))
-
-
-def build_bank(avatar, indices, size: int, progress: ProgressFn | None = None) -> ReferenceBank:
-    """Crops and shape points of ``avatar`` at ``indices`` (the frames the renderer learns from)."""
-    indices = np.asarray(sorted(int(i) for i in indices), np.int32)
-    crops = np.empty((len(indices), size, size, 3), np.uint8)
-    # Keep the footage's own resolution too when its mouth box is larger than the crop.
-    x0, _, x1, _ = int_box(avatar.boxes[indices[0]])
-    full_side = min(MAX_FULL, x1 - x0)
-    full = np.empty((len(indices), full_side, full_side, 3), np.uint8) if full_side > size else None
-    points = np.empty((len(indices), len(shape_points(np.zeros((478, 2)))), 2), np.float32)
-    pos = {int(f): n for n, f in enumerate(indices)}
-    with Progress(len(indices), "crop frames", callback=progress) as bar:
-        for i, frame in iter_avatar_frames(avatar, indices):
-            n = pos[i]
-            if full is not None:
-                full[n] = crop(frame, avatar.boxes[i], full_side)
-                crops[n] = cv2.resize(full[n], (size, size), interpolation=cv2.INTER_AREA)
-            else:
-                crops[n] = crop(frame, avatar.boxes[i], size)
-            points[n] = shape_points(to_crop(avatar.landmarks[i], avatar.boxes[i], size))
-            bar.update(1)
-    return ReferenceBank(crops, points, indices, full)
 
 
 @dataclass

@@ -14,9 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from lipdub.render.condition import LIPS_INNER_IDX, LIPS_OUTER_IDX, SHAPE_IDX
+import cv2
+
+from lipdub.progress import Progress, ProgressFn
+from lipdub.render.condition import (LIPS_INNER_IDX, LIPS_OUTER_IDX, SHAPE_IDX, crop, int_box,
+                                     shape_points, to_crop)
 
 BANK_FILE = "render_bank.npz"
+#: Crop side of a bank made at preparation (the renderer's default size, ``TrainOptions.size``).
+BANK_SIZE = 128
+MAX_FULL = 320       # largest full-resolution bank crop kept (memory: 300 KB per frame)
 # Retrieval cares most about the opening (teeth, dark cavity), then the outer lips, then the chin.
 _N_OUT, _N_IN = len(LIPS_OUTER_IDX), len(LIPS_INNER_IDX)
 _WEIGHTS = np.concatenate([np.full(_N_OUT, 1.0), np.full(_N_IN, 1.5),
@@ -110,3 +117,55 @@ class ReferenceBank:
                     best = previous
             out[t] = previous = best
         return out
+
+
+def iter_avatar_frames(avatar, indices):
+    """(index, frame) of ``avatar`` at ``indices``, decoded ahead by the avatar's reader."""
+    indices = [int(i) for i in indices]
+    return zip(indices, avatar.iter_frames(indices))
+
+
+def build_bank(avatar, indices, size: int, progress: ProgressFn | None = None) -> ReferenceBank:
+    """Crops and shape points of ``avatar`` at ``indices`` (the frames the renderer learns from)."""
+    indices = np.asarray(sorted(int(i) for i in indices), np.int32)
+    crops = np.empty((len(indices), size, size, 3), np.uint8)
+    # Keep the footage's own resolution too when its mouth box is larger than the crop.
+    # (Shots may differ in face size: the median box side.)
+    sides = [int_box(avatar.boxes[i])[2] - int_box(avatar.boxes[i])[0] for i in indices]
+    full_side = min(MAX_FULL, int(np.median(sides)))
+    full = np.empty((len(indices), full_side, full_side, 3), np.uint8) if full_side > size else None
+    points = np.empty((len(indices), len(shape_points(np.zeros((478, 2)))), 2), np.float32)
+    pos = {int(f): n for n, f in enumerate(indices)}
+    with Progress(len(indices), "crop frames", callback=progress) as bar:
+        for i, frame in iter_avatar_frames(avatar, indices):
+            n = pos[i]
+            if full is not None:
+                full[n] = crop(frame, avatar.boxes[i], full_side)
+                crops[n] = cv2.resize(full[n], (size, size), interpolation=cv2.INTER_AREA)
+            else:
+                crops[n] = crop(frame, avatar.boxes[i], size)
+            points[n] = shape_points(to_crop(avatar.landmarks[i], avatar.boxes[i], size))
+            bar.update(1)
+    return ReferenceBank(crops, points, indices, full)
+
+
+def bank_frames(avatar, limit: int) -> np.ndarray:
+    """Frames a mouth bank should hold: the dubbed person's fully usable frames (dub weight 1;
+    never another person's, never a faceless or turned frame), at most ``limit``, evenly spread."""
+    weight = np.asarray(getattr(avatar, "dub_weight", np.ones(avatar.n_frames)))
+    usable = np.flatnonzero(weight >= 1.0)
+    if usable.size == 0:
+        usable = np.flatnonzero(weight > 0)
+    if usable.size == 0:
+        raise ValueError("the avatar has no frame with a usable face")
+    if usable.size > limit:
+        usable = usable[np.unique(np.linspace(0, usable.size - 1, limit).round().astype(int))]
+    return usable
+
+
+def prepare_bank(avatar, limit: int = 1500, progress: ProgressFn | None = None,
+                 size: int = BANK_SIZE) -> ReferenceBank:
+    """Build and save the mouth bank of a prepared avatar: all the network-free renderer needs."""
+    bank = build_bank(avatar, bank_frames(avatar, limit), size, progress)
+    bank.save(avatar.path)
+    return bank

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lipdub.errors import InputError, MissingDependencyError
+from lipdub.errors import MissingDependencyError
 from lipdub.render.condition import (CHIN_IDX, CONTEXT_IDX, WARP_IDX, crop, face_weight, int_box,
                                      masks, neck_points, network_input, shape_points, to_crop)
 from lipdub.render.export import ONNX_FILE, read_meta
@@ -66,47 +66,53 @@ class RenderedChunk:
 
 
 class Renderer:
-    """The trained renderer of one avatar."""
+    """The mouth renderer of one footage avatar: the nearest real mouth from its bank, warped to the
+    target lips and chin, colour-matched and joined to the template's jaw; with a trained
+    ``renderer.onnx`` (``lipdub train``, optional) its U-Net corrects the warped mouth too."""
 
-    def __init__(self, onnx_path: Path, bank: ReferenceBank, threads: int | None = None,
+    def __init__(self, onnx_path: Path | None, bank: ReferenceBank, threads: int | None = None,
                  batch_size: int = 8, use_network: bool = True):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - a base dependency
-            raise MissingDependencyError("onnxruntime is missing: pip install onnxruntime") from exc
-        so = ort.SessionOptions()
-        # One thread, no spinning by default: the video encoder runs beside us, and on a busy
-        # 2-core machine spinning worker threads made inference slower (measured 190 vs 123 fps).
-        so.intra_op_num_threads = threads or 1
-        so.inter_op_num_threads = 1
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+        self.session = None
+        if onnx_path is not None and use_network:
+            try:
+                import onnxruntime as ort
+            except ImportError as exc:  # pragma: no cover - a base dependency
+                raise MissingDependencyError("onnxruntime is missing: pip install onnxruntime") from exc
+            so = ort.SessionOptions()
+            # One thread, no spinning by default: the video encoder runs beside us, and on a busy
+            # 2-core machine spinning worker threads made inference slower (measured 190 vs 123 fps).
+            so.intra_op_num_threads = threads or 1
+            so.inter_op_num_threads = 1
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            self.session = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
         self.bank = bank
         self.size = bank.size
         self.batch_size = batch_size
-        # False = paste the warped real mouth as is (an ablation the benchmarks report).
-        self.use_network = use_network
+        # False (or no trained network) = paste the warped real mouth as is.
+        self.use_network = self.session is not None
         self._previous: int | None = None  # last reference used, for sticky retrieval
 
     @classmethod
-    def load(cls, avatar_dir, **kwargs) -> "Renderer":
+    def load(cls, avatar_dir, use_network: bool = True, **kwargs) -> "Renderer":
+        """The avatar's renderer: its bank (made at preparation; built now and saved for folders
+        prepared before that) and, if trained and ``use_network``, its U-Net."""
         directory = Path(getattr(avatar_dir, "path", avatar_dir))
         onnx_path = directory / ONNX_FILE
-        if not onnx_path.exists() or not (directory / BANK_FILE).exists():
-            raise InputError(f"{directory} has no trained renderer; run `lipdub train` on it first")
-        bank = ReferenceBank.load(directory)
-        if bank.points.shape[1] != len(WARP_IDX):
-            # Made by an older lipdub with another set of warp points. The bank is derived data
-            # (crops + landmarks of the chosen frames), so rebuild it rather than fail.
-            from lipdub.avatar import Avatar
-            from lipdub.render.dataset import build_bank
+        trained = use_network and onnx_path.exists()
+        bank = ReferenceBank.load(directory) if (directory / BANK_FILE).exists() else None
+        stale = bank is not None and (bank.points.shape[1] != len(WARP_IDX)
+                                      or (trained and read_meta(directory).get("size", bank.size) != bank.size))
+        if bank is None or stale:
+            # Derived data (crops + landmarks of chosen frames): rebuild rather than fail.
+            from lipdub.avatar_folder import Avatar
+            from lipdub.render.reference import BANK_SIZE, bank_frames, build_bank
 
-            bank = build_bank(Avatar.load(directory), bank.frames, bank.size)
+            avatar = avatar_dir if hasattr(avatar_dir, "landmarks") else Avatar.load(directory)
+            size = read_meta(directory).get("size", BANK_SIZE) if trained else BANK_SIZE
+            frames = bank.frames if stale else bank_frames(avatar, 1500)
+            bank = build_bank(avatar, frames, int(size))
             bank.save(directory)
-        meta = read_meta(directory)
-        if meta.get("size", bank.size) != bank.size:
-            raise InputError(f"{directory}: renderer and mouth bank disagree on the crop size")
-        return cls(onnx_path, bank, **kwargs)
+        return cls(onnx_path if trained else None, bank, **kwargs)
 
     def reset(self) -> None:
         """Forget the previous reference (start of a new, unrelated sequence)."""
@@ -149,11 +155,14 @@ class Renderer:
             _, band = neck_points(own_lm[i], tgt_lm[i], size)
             jaw = np.concatenate([own_lm[i][CHIN_IDX], tgt_lm[i][CHIN_IDX], band])
             hidden, alphas[i] = masks([tgt_lm[i], own_lm[i]], size, [jaw])
-            x[i] = network_input(ref, tmpl[i], tgt_lm[i], hidden)
+            if self.session is not None:
+                x[i] = network_input(ref, tmpl[i], tgt_lm[i], hidden)
+            else:  # only the warped mouth is used: skip drawing the network's other inputs
+                x[i, :3] = ref.transpose(2, 0, 1).astype(np.float32) / 255.0
         out = np.empty((b, 3, size, size), np.float32)
         for s in range(0, b, self.batch_size):
             xs = x[s:s + self.batch_size]
-            out[s:s + len(xs)] = self.session.run(None, {"x": xs})[0] if self.use_network else xs[:, :3]
+            out[s:s + len(xs)] = self.session.run(None, {"x": xs})[0] if self.session else xs[:, :3]
         if not full:
             crops = np.clip(np.rint(out.transpose(0, 2, 3, 1) * 255), 0, 255).astype(np.uint8)
             for i in range(b):

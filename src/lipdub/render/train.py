@@ -86,7 +86,8 @@ def train_renderer(avatar, options: TrainOptions = TrainOptions(),
     _require_torch()
     import torch
 
-    from lipdub.render.dataset import build_bank, build_trainset, make_batch
+    from lipdub.render.dataset import build_trainset, make_batch
+    from lipdub.render.reference import bank_frames, build_bank
     from lipdub.render.modules import MouthRenderer
 
     if options.size % 16 or not 32 <= options.size <= 320:
@@ -94,12 +95,16 @@ def train_renderer(avatar, options: TrainOptions = TrainOptions(),
     out_dir = _avatar_dir(avatar)
     start, stop = options.frames or (0, avatar.n_frames)
     start, stop = max(0, int(start)), min(avatar.n_frames, int(stop))
-    if stop - start < 2:
-        raise InputError("the renderer needs at least 2 frames of footage to learn from")
+    # Only the dubbed person's usable frames teach it (no faceless frame, no other person).
+    usable = bank_frames(avatar, avatar.n_frames)
+    usable = usable[(usable >= start) & (usable < stop)]
+    if len(usable) < 2:
+        raise InputError("the renderer needs at least 2 frames of footage with a usable face to learn from")
 
     torch.manual_seed(options.seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    picked = np.unique(np.linspace(start, stop - 1, min(stop - start, options.max_frames)).round().astype(int))
+    picked = usable[np.unique(np.linspace(0, len(usable) - 1, min(len(usable), options.max_frames))
+                              .round().astype(int))]
     bank = build_bank(avatar, picked, options.size, progress)
     bank.save(out_dir)
     ts = build_trainset(avatar, bank, progress=progress)
