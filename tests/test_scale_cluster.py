@@ -26,7 +26,7 @@ pytest.importorskip("redis")
 
 from lipdub.scale.local import LocalRedis  # noqa: E402
 from lipdub.server import ServerConfig  # noqa: E402
-from lipdub.server.store import Store  # noqa: E402
+from lipdub.jobstore.store import Store  # noqa: E402
 
 if shutil.which("redis-server") is None:
     pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)",

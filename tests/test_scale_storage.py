@@ -76,3 +76,40 @@ def test_avatar_cache_missing_or_unreadable_says_so(tmp_path):
             AvatarCache(SharedDirStorage(tmp_path / "locked"), tmp_path / "c2").get("avatars/a1")
     finally:
         os.chmod(d / "frames", 0o755)
+
+
+def test_avatar_cache_with_a_cap_evicts_least_recently_used_but_never_one_in_use(tmp_path):
+    shared = tmp_path / "shared"
+    storage = SharedDirStorage(shared)
+    for name in ("a1", "a2", "a3"):
+        d = make_avatar(shared, f"avatars/{name}")
+        (d / "frames" / "big.bin").write_bytes(b"\0" * 10_000)  # each copy ~10 KB
+    cache = AvatarCache(storage, tmp_path / "cache", max_bytes=25_000)  # room for two
+    a1 = cache.get("avatars/a1")
+    cache.release(a1)
+    a2 = cache.get("avatars/a2")
+    cache.release(a2)
+    time.sleep(0.02)
+    assert cache.get("avatars/a1") == a1  # a1 used again: a2 is now the least recently used
+    cache.release(a1)
+    a3 = cache.get("avatars/a3")  # over the cap: a2 goes
+    assert a1.is_dir() and a3.is_dir() and not a2.exists() and cache.evictions == 1
+    # a copy a job still holds stays, even when it is the oldest and the cache is over its cap
+    time.sleep(0.02)
+    cache.release(a3)
+    held = cache.get("avatars/a1")  # not released: a job is reading it
+    time.sleep(0.02)
+    cache.get("avatars/a2")  # fetched again; over the cap, a3 (free) goes, a1 (held) stays
+    assert held.is_dir() and not a3.exists() and cache.fetches == 4
+    assert not [p for p in (tmp_path / "cache" / "avatars").iterdir() if p.name.startswith(".evicted")]
+
+
+def test_avatar_cache_without_a_cap_keeps_everything(tmp_path):
+    shared = tmp_path / "shared"
+    storage = SharedDirStorage(shared)
+    cache = AvatarCache(storage, tmp_path / "cache")
+    for name in ("a1", "a2", "a3"):
+        make_avatar(shared, f"avatars/{name}")
+        cache.release(cache.get(f"avatars/{name}"))
+    assert len([p for p in (tmp_path / "cache" / "avatars").iterdir() if p.is_dir()]) == 3
+    assert cache.evictions == 0

@@ -102,7 +102,7 @@ def test_twenty_jobs_at_once(tmp_path, talking_clip, speech_wav):
         assert all(j["state"] == "done" for j in jobs), [j["error"] for j in jobs]
         for j in jobs[:3]:
             assert httpx.get(f"{base}{j['result_url']}").content.endswith(j["id"].encode())
-        from lipdub.server.store import Store
+        from lipdub.jobstore.store import Store
 
         rows = [Store(config.db_path).get_job(j) for j in ids]
         peak = max_overlap(rows)

@@ -20,7 +20,7 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
-from lipdub.server.store import Store  # noqa: E402
+from lipdub.jobstore.store import Store  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -43,10 +43,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(data_dir: Path, port: int) -> subprocess.Popen:
+def start_server(data_dir: Path, port: int, grace: float = 0.0) -> subprocess.Popen:
     code = ("import test_server_api as api, test_server_restart as me\n"
             "from lipdub.server.app import serve\nfrom lipdub.server.config import ServerConfig\n"
-            f"serve(ServerConfig(data_dir={str(data_dir)!r}, port={port}, workers=1, log_level='warning'),"
+            f"serve(ServerConfig(data_dir={str(data_dir)!r}, port={port}, workers=1, log_level='warning', "
+            f"shutdown_grace={grace}),"
             " jobs={'prepare': api.fake_prepare, 'generate': me.slow_generate})\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), str(SRC)])}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=str(TESTS))
@@ -103,7 +104,7 @@ def test_job_survives_server_kill_and_stop(tmp_path, talking_clip, speech_wav):
         job = wait_job(base, job_id, lambda j: j["state"] == "running" and j["progress"] > 0.1)
         assert job["attempts"] == 2
 
-        server.send_signal(signal.SIGTERM)  # an orderly stop puts the job back, uncounted
+        server.send_signal(signal.SIGTERM)  # an orderly stop without grace puts the job back, uncounted
         server.wait(20)
         stored = Store(data / "lipdub.sqlite3").get_job(job_id)
         assert stored["state"] == "queued" and stored["attempts"] == 1, stored
@@ -113,6 +114,31 @@ def test_job_survives_server_kill_and_stop(tmp_path, talking_clip, speech_wav):
         assert job["state"] == "done" and job["attempts"] == 2, job
         health = httpx.get(f"{base}/health").json()["queue"]
         assert health["running"] is True and health["jobs"]["running"] == 0
+    finally:
+        server.kill()
+        server.wait(10)
+
+
+def test_sigterm_lets_the_running_job_finish_then_exits(tmp_path, talking_clip, speech_wav):
+    data, port = tmp_path / "data", free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = start_server(data, port, grace=20.0)
+    try:
+        files = {"video": ("v.mp4", talking_clip.read_bytes()), "audio": ("a.wav", speech_wav.read_bytes())}
+        job_id = httpx.post(f"{base}/jobs", files=files, timeout=30).json()["id"]
+        second = httpx.post(f"{base}/jobs", files=files, timeout=30).json()["id"]
+        wait_job(base, job_id, lambda j: j["state"] == "running" and j["progress"] > 0.1)
+        start = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)  # the running job (about 3 s) finishes, then the server exits
+        took = time.monotonic() - start
+        store = Store(data / "lipdub.sqlite3")
+        assert store.get_job(job_id)["state"] == "done", store.get_job(job_id)
+        # queued work is not started during the drain, and nothing is lost
+        assert store.get_job(second)["state"] == "queued"
+        assert took < 15, took
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"{base}/health", timeout=1)
     finally:
         server.kill()
         server.wait(10)

@@ -178,11 +178,17 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from lipdub.server import ServerConfig, serve
 
-    config = ServerConfig(host=args.host, port=args.port, data_dir=Path(args.data_dir),
-                          workers=args.workers,
-                          api_key=args.api_key or os.environ.get("LIPDUB_API_KEY") or None,
-                          max_upload_bytes=args.max_upload_mb * 1024 * 1024,
-                          train_minutes=args.train_minutes)
+    try:
+        config = ServerConfig(host=args.host, port=args.port, data_dir=Path(args.data_dir),
+                              workers=args.workers,
+                              api_key=args.api_key or os.environ.get("LIPDUB_API_KEY") or None,
+                              max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+                              train_minutes=args.train_minutes, keep_days=args.keep_days,
+                              max_data_bytes=args.max_data_mb * 1024 * 1024 if args.max_data_mb else None,
+                              min_free_bytes=args.min_free_mb * 1024 * 1024,
+                              shutdown_grace=args.shutdown_grace)
+    except ValueError as exc:
+        raise LipdubError(f"invalid option: {exc}") from None
     if config.api_key is None and args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"lipdub: warning: listening on {args.host} without --api-key: anyone who can reach "
               "this port can upload and run jobs", file=sys.stderr)
@@ -198,9 +204,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from lipdub.scale.worker import WorkerConfig, run_worker
 
-    run_worker(WorkerConfig(broker=args.broker, storage=Path(args.storage),
-                            cache_dir=Path(args.cache_dir), concurrency=args.concurrency,
-                            loglevel=args.log_level))
+    try:
+        config = WorkerConfig(broker=args.broker, storage=Path(args.storage),
+                              cache_dir=Path(args.cache_dir), concurrency=args.concurrency,
+                              loglevel=args.log_level,
+                              cache_max_bytes=args.cache_max_mb * 1024 * 1024 if args.cache_max_mb else None)
+    except ValueError as exc:
+        raise LipdubError(f"invalid option: {exc}") from None
+    run_worker(config)
     return 0
 
 
@@ -425,6 +436,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "worker mounts (default $LIPDUB_BROKER, else in-process workers)")
     p.add_argument("--max-attempts", type=int, default=3, metavar="N",
                    help="with --broker: a job whose worker dies N times is failed (default 3)")
+    p.add_argument("--keep-days", type=float, default=None, metavar="D",
+                   help="delete the results and uploads of jobs that ended D days ago, and their "
+                        "records (default: keep until deleted; avatars always stay)")
+    p.add_argument("--max-data-mb", type=int, default=None, metavar="MB",
+                   help="cap on the data folder: past it the longest-finished jobs are removed "
+                        "first, never a running one (default: no cap)")
+    p.add_argument("--min-free-mb", type=int, default=64, metavar="MB",
+                   help="refuse uploads (507) when the disk has less free space (default 64)")
+    p.add_argument("--shutdown-grace", type=float, default=10.0, metavar="S",
+                   help="on SIGTERM, running jobs get S seconds to finish before they are "
+                        "re-queued for the next start (default 10)")
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("worker", help="run jobs from a broker (scale-out on many machines)",
@@ -441,6 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the server's --data-dir as mounted on this machine (default ./lipdub-data)")
     p.add_argument("--cache-dir", default="lipdub-worker", metavar="DIR",
                    help="local disk for cached avatars and job scratch (default ./lipdub-worker)")
+    p.add_argument("--cache-max-mb", type=int, default=None, metavar="MB",
+                   help="LRU cap on the cached avatars: the least recently used go first, never "
+                        "one a running job uses (default: no cap)")
     p.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                    help="log detail (default warning)")
     p.set_defaults(func=_cmd_worker)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from lipdub.errors import InputError
-from lipdub.scale.dispatch import CeleryQueue, ScaleStore
-from lipdub.server.store import FINAL
+from lipdub.jobstore.store import FINAL, Store
+from lipdub.scale.dispatch import CeleryQueue
 
 log = logging.getLogger("lipdub.scale")
 
@@ -27,7 +27,7 @@ def create_scaled_app(config, broker: str, *, max_attempts: int = 3):
     """The server's FastAPI app, with jobs sent to Celery workers through ``broker``."""
     from lipdub.server.app import create_app
 
-    queue = CeleryQueue(ScaleStore(config.db_path), config.data_dir, broker, max_attempts=max_attempts)
+    queue = CeleryQueue(Store(config.db_path), config.data_dir, broker, max_attempts=max_attempts)
     return create_app(config, queue=queue)
 
 
@@ -54,7 +54,7 @@ class BatchClient:
         self.storage_dir = Path(storage_dir)
         self.batch_id = batch_id or uuid.uuid4().hex
         home = self.storage_dir / "batches" / self.batch_id
-        self.store = ScaleStore(home / "jobs.sqlite3")
+        self.store = Store(home / "jobs.sqlite3")
         self.queue = CeleryQueue(self.store, home, broker, max_attempts=max_attempts,
                                  owner=f"batch-{self.batch_id}")
 

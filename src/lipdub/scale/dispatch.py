@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 
 from lipdub.scale import protocol as P
-from lipdub.server.queue import lock_data_dir
-from lipdub.server.store import Store
+from lipdub.jobstore.runner import lock_data_dir
+from lipdub.jobstore.store import Store
 
 log = logging.getLogger("lipdub.scale")
 
@@ -40,31 +40,10 @@ PASS_INTERVAL = 0.5
 UNPUBLISHED_GRACE = 30.0
 
 
-class ScaleStore(Store):
-    """The server's Store plus the few queries the broker-backed queue needs."""
-
-    def mark_started(self, job_id: str, worker: str) -> bool:
-        return self._exec("UPDATE jobs SET state = 'running', stage = 'starting', progress = 0, "
-                          "started = ?, attempts = attempts + 1, worker = ? "
-                          "WHERE id = ? AND state = 'queued'", (time.time(), worker, job_id)) > 0
-
-    def runnable(self, limit: int = 500) -> list[dict]:
-        """Queued jobs whose dependency is done (or gone), oldest first."""
-        with self._lock:
-            self._fail_orphans()
-        return self._all("SELECT j.* FROM jobs j LEFT JOIN jobs d ON d.id = j.after "
-                         "WHERE j.state = 'queued' AND (j.after IS NULL OR d.state = 'done' "
-                         "OR d.id IS NULL) ORDER BY j.created, j.rowid LIMIT ?", (limit,))
-
-    def running(self) -> list[dict]:
-        return self._all("SELECT id, attempts, worker, started, cancel_requested FROM jobs "
-                         "WHERE state = 'running'")
-
-
 class CeleryQueue:
     def __init__(self, store: Store, data_dir: Path, broker: str, *, max_attempts: int = 3,
                  owner: str = "server", timing: P.Timing | None = None):
-        self.store = store if isinstance(store, ScaleStore) else ScaleStore(store.path)
+        self.store = store
         self.data_dir = Path(data_dir)
         self.broker = broker
         self.max_attempts = max_attempts

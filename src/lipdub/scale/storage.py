@@ -123,17 +123,21 @@ class AvatarCache:
     """Avatars copied once to this worker's local disk and reused by every later job.
 
     A copy is keyed by the avatar's path and its version stamp, so an avatar changed in the
-    storage (re-prepared) is fetched again; older copies are kept, since a running job may still
-    read frames from one lazily (clear the cache folder while the worker is stopped). A file lock makes several worker processes sharing
-    one cache folder fetch each avatar once between them.
+    storage (re-prepared) is fetched again. A file lock makes several worker processes sharing
+    one cache folder fetch each avatar once between them. With ``max_bytes`` the cache is an
+    LRU: after a fetch, the least recently used copies go until it fits, except those a job of
+    this process holds (``get`` ... ``release``), since a running job reads frames lazily.
     """
 
-    def __init__(self, storage: Storage, root: Path):
+    def __init__(self, storage: Storage, root: Path, max_bytes: int | None = None):
         self.storage = storage
         self.root = Path(root) / "avatars"
+        self.max_bytes = max_bytes
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._in_use: dict[Path, int] = {}
         self.fetches = 0  # how many times this process copied an avatar (tests, status)
+        self.evictions = 0
 
     def get(self, rel: str) -> Path:
         try:
@@ -146,8 +150,61 @@ class AvatarCache:
                 "(was it deleted, or does this worker's --storage point to another folder?)")
         key = hashlib.sha1(rel.encode()).hexdigest()[:16]
         path = self.root / f"{key}-{stamp[:16]}"
+        with self._locks_guard:  # held from here: eviction must not take it under our feet
+            self._in_use[path] = self._in_use.get(path, 0) + 1
+        try:
+            self._fetch(rel, key, path)
+        except BaseException:
+            self.release(path)
+            raise
+        try:
+            os.utime(path)  # the LRU order is the copies' modification times
+        except OSError:
+            pass
+        self._evict()
+        return path
+
+    def release(self, path: Path) -> None:
+        """A job is done with a copy ``get`` gave it: it may be evicted again."""
+        with self._locks_guard:
+            left = self._in_use.get(path, 0) - 1
+            if left > 0:
+                self._in_use[path] = left
+            else:
+                self._in_use.pop(path, None)
+
+    def _evict(self) -> None:
+        if self.max_bytes is None or not self.root.is_dir():
+            return
+        from lipdub.jobstore.housekeeping import tree_bytes
+
+        copies = []
+        for p in self.root.iterdir():
+            if p.is_dir() and not p.name.startswith("."):
+                try:
+                    copies.append((p.stat().st_mtime, p, tree_bytes(p)))
+                except OSError:
+                    pass
+        total = sum(size for _, _, size in copies)
+        for _, p, size in sorted(copies, key=lambda c: c[0]):
+            if total <= self.max_bytes:
+                break
+            with self._locks_guard:
+                if p in self._in_use:
+                    continue
+                # Renamed first: a half-deleted copy must never look like a usable one.
+                trash = self.root / f".evicted-{uuid.uuid4().hex[:8]}"
+                try:
+                    os.replace(p, trash)
+                except OSError:
+                    continue
+            shutil.rmtree(trash, ignore_errors=True)
+            total -= size
+            self.evictions += 1
+
+    def _fetch(self, rel: str, key: str, path: Path) -> None:
         if path.is_dir():
-            return path
+            return
         with self._thread_lock(key):
             self.root.mkdir(parents=True, exist_ok=True)
             with open(self.root / f".{key}.lock", "w") as lock:
@@ -161,7 +218,6 @@ class AvatarCache:
                         raise StorageMissing(f"this worker cannot read the avatar {rel}: {exc}") from None
                     os.replace(tmp, path)
                     self.fetches += 1
-        return path
 
     def _thread_lock(self, key: str) -> threading.Lock:
         with self._locks_guard:

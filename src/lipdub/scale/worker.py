@@ -1,7 +1,7 @@
 """`lipdub worker`: a Celery worker that runs lipdub jobs from the broker, on any machine.
 
 Each slot (a thread of Celery's "threads" pool) runs one job at a time, the job itself in its own
-process, exactly as the server's in-process pool does (lipdub.server.queue): a cancel kills the
+process, exactly as the server's in-process pool does (lipdub.jobstore.runner): a cancel kills the
 job's process group at once, even inside ffmpeg, and a job that crashes its process fails alone.
 
 For one message the worker
@@ -31,7 +31,7 @@ from pathlib import Path
 from lipdub.errors import LipdubError
 from lipdub.scale import protocol as P
 from lipdub.scale.storage import AvatarCache, SharedDirStorage, Storage, check_rel
-from lipdub.server.queue import CANCEL_POLL, PROGRESS_INTERVAL, JobFn, _child_main, _preload, _terminate
+from lipdub.jobstore.runner import CANCEL_POLL, PROGRESS_INTERVAL, JobFn, child_main, preload, terminate
 
 log = logging.getLogger("lipdub.scale.worker")
 
@@ -50,11 +50,15 @@ class WorkerConfig:
     concurrency: int = 1
     cancel_grace: float = 2.0
     loglevel: str = "WARNING"
+    #: LRU cap on the cached avatars (bytes; None: no cap). Copies a running job uses stay.
+    cache_max_bytes: int | None = None
 
     def __post_init__(self) -> None:
         self.storage, self.cache_dir = Path(self.storage), Path(self.cache_dir)
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if self.cache_max_bytes is not None and self.cache_max_bytes < 1:
+            raise ValueError("cache_max_bytes must be positive")
 
 
 class Worker:
@@ -68,7 +72,8 @@ class Worker:
         self.redis = P.redis_client(config.broker)
         self.errors = P.broker_errors()
         self.storage = storage or SharedDirStorage(config.storage)
-        self.cache = AvatarCache(self.storage, config.cache_dir)
+        self.cache = AvatarCache(self.storage, config.cache_dir, max_bytes=config.cache_max_bytes)
+        self._held: dict[Path, list[Path]] = {}  # job scratch folder -> avatar copies it uses
         self.id = P.worker_id()
         self._leases: dict[str, str] = {}  # job id -> lease value
         self._leases_lock = threading.Lock()
@@ -168,6 +173,8 @@ class Worker:
             except self.errors:
                 pass  # it expires by itself
             shutil.rmtree(root, ignore_errors=True)
+            for copy in self._held.pop(root, []):
+                self.cache.release(copy)
 
     def _run(self, msg: dict, root: Path) -> tuple[str, str | None, dict | None]:
         fn = self.jobs.get(msg["kind"])
@@ -198,7 +205,9 @@ class Worker:
             if name in io.get("outputs", ()):
                 continue  # the job writes it
             if name in io.get("avatars", ()):
-                local.symlink_to(self.cache.get(rel).resolve(), target_is_directory=True)
+                copy = self.cache.get(rel)
+                self._held.setdefault(root, []).append(copy)
+                local.symlink_to(copy.resolve(), target_is_directory=True)
             else:
                 try:
                     self.storage.fetch(rel, local)
@@ -223,7 +232,7 @@ class Worker:
         key, token = P.job_key(msg["job_id"]), msg["token"]
         mp = multiprocessing.get_context("forkserver")
         recv, send = mp.Pipe(duplex=False)
-        proc = mp.Process(target=_child_main, args=(fn, spec, send), name=f"lipdub-job-{msg['job_id'][:8]}")
+        proc = mp.Process(target=child_main, args=(fn, spec, send), name=f"lipdub-job-{msg['job_id'][:8]}")
         proc.start()
         send.close()
         outcome = None
@@ -261,7 +270,7 @@ class Worker:
                 if outcome is None and not proc.is_alive() and not recv.poll():
                     outcome = ("failed", f"the job's process died (exit code {proc.exitcode})", None)
         finally:
-            _terminate(proc, self.config.cancel_grace)
+            terminate(proc, self.config.cancel_grace)
             recv.close()
         return outcome
 
@@ -287,7 +296,7 @@ def run_worker(config: WorkerConfig, jobs: dict[str, JobFn] | None = None, *,
     timing = P.Timing.from_env()
     app = P.celery_app(config.broker, timing)
     app.task(name=P.TASK, acks_late=True, reject_on_worker_lost=True)(_run_task)
-    _preload(jobs)  # job modules imported once in the fork server; jobs start in milliseconds
+    preload(jobs)  # job modules imported once in the fork server; jobs start in milliseconds
     _worker = Worker(config, jobs, storage=storage, timing=timing)
     if storage is None and not config.storage.is_dir():
         log.warning("storage folder %s does not exist: jobs will fail until it is mounted",

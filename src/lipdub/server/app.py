@@ -10,6 +10,7 @@ import hmac
 import json
 import logging
 import platform
+import sqlite3
 import time
 from contextlib import asynccontextmanager
 from importlib.util import find_spec
@@ -29,7 +30,8 @@ from lipdub.server import jobs as jobfns
 from lipdub.server.config import ServerConfig
 from lipdub.server.models import Accepted, Avatar, Deleted, Job, job_out
 from lipdub.server.queue import JobFn, JobQueue, LocalQueue
-from lipdub.server.store import FINAL, Store, new_id
+from lipdub.jobstore.housekeeping import Janitor, disk_free, is_disk_full
+from lipdub.jobstore.store import FINAL, Store, new_id
 from lipdub.server.uploads import BodyLimitMiddleware, display_name, remove_tree, save_upload
 
 log = logging.getLogger("lipdub.server")
@@ -82,14 +84,20 @@ def create_app(config: ServerConfig, *, jobs: dict[str, JobFn] | None = None,
     if queue is None:
         queue = LocalQueue(store, data_dir, jobs or jobfns.default_jobs(), workers=config.workers,
                            isolation=config.isolation, max_attempts=config.max_attempts,
-                           cancel_grace=config.cancel_grace)
+                           cancel_grace=config.cancel_grace, shutdown_grace=config.shutdown_grace)
+    janitor = Janitor(store, data_dir, keep_days=config.keep_days, max_bytes=config.max_data_bytes,
+                      interval=config.sweep_interval)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         queue.start()
+        janitor.start()
         try:
             yield
         finally:
+            # SIGTERM lands here (uvicorn): no new job is taken, running ones get
+            # shutdown_grace seconds to end, the rest go back to the queue.
+            janitor.stop()
             await run_in_threadpool(queue.stop)
 
     app = FastAPI(title="lipdub", version=__version__, lifespan=lifespan,
@@ -97,6 +105,7 @@ def create_app(config: ServerConfig, *, jobs: dict[str, JobFn] | None = None,
                               "make them say any speech audio. Long work runs as jobs; poll "
                               "`GET /jobs/{id}` and fetch `GET /jobs/{id}/result`.")
     app.state.config, app.state.store, app.state.queue = config, store, queue
+    app.state.janitor = janitor
     if config.api_key:
         app.add_middleware(ApiKeyMiddleware, key=config.api_key)
     # Added last = outermost: oversize bodies are refused before anything else reads them.
@@ -108,7 +117,8 @@ def create_app(config: ServerConfig, *, jobs: dict[str, JobFn] | None = None,
     async def save(upload: UploadFile, want: str):
         return await run_in_threadpool(
             save_upload, upload, data_dir, want, limit=config.max_upload_bytes,
-            max_video_seconds=config.max_video_seconds, max_audio_seconds=config.max_audio_seconds)
+            max_video_seconds=config.max_video_seconds, max_audio_seconds=config.max_audio_seconds,
+            min_free_bytes=config.min_free_bytes)
 
     def start_avatar(source, name: str, options: dict) -> tuple[str, str]:
         """Record an avatar and queue the job that prepares it. Returns (avatar id, job id)."""
@@ -138,7 +148,13 @@ def create_app(config: ServerConfig, *, jobs: dict[str, JobFn] | None = None,
         import fastapi
 
         counts = store.counts()
-        return {"status": "ok",
+        disk = disk_free(data_dir)
+        disk["low"] = disk["free_bytes"] < config.min_free_bytes
+        disk["min_free_bytes"] = config.min_free_bytes
+        return {"status": "ok" if not disk["low"] else "degraded: disk almost full",
+                "disk": disk,
+                "housekeeping": {"keep_days": config.keep_days, "max_data_bytes": config.max_data_bytes,
+                                 "last_sweep": janitor.last or None},
                 "versions": {"lipdub": __version__, "python": platform.python_version(),
                              "fastapi": fastapi.__version__, "pyav": av.__version__,
                              "ffmpeg": ".".join(map(str, av.library_versions.get("libavformat", ())))},
@@ -353,6 +369,20 @@ def create_app(config: ServerConfig, *, jobs: dict[str, JobFn] | None = None,
                               for m in (r.methods or ())})
             exc = StarletteHTTPException(405, exc.detail, headers={"Allow": ", ".join(allowed)})
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(OSError)
+    @app.exception_handler(sqlite3.OperationalError)
+    async def storage_error(request, exc):
+        # The database and the files already there are intact (SQLite writes are transactions):
+        # only this request failed. A full disk is the client's 507; the rest is ours.
+        if is_disk_full(exc):
+            log.error("disk full on %s %s: %s", request.method, request.url.path, exc)
+            janitor.poke()
+            return JSONResponse({"detail": "the server's disk is full: nothing was saved; "
+                                           "try again later"}, status_code=507)
+        log.exception("storage error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": "the server could not reach its storage; try again"},
+                            status_code=503)
 
     @app.exception_handler(Exception)
     async def internal_error(request, exc):  # a bug: log it, answer without internals

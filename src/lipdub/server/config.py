@@ -38,6 +38,19 @@ class ServerConfig:
     train_minutes: float | None = None
     #: Uvicorn log level for serve().
     log_level: str = "info"
+    #: Retention: jobs that ended this many days ago lose their result, uploads and row
+    #: (None: kept until deleted). Avatars stay until deleted.
+    keep_days: float | None = None
+    #: Cap on the data folder's size: past it the longest-finished jobs are removed first
+    #: (never a queued or running one). None: no cap.
+    max_data_bytes: int | None = None
+    #: Below this much free disk, uploads are refused with 507 (the database and running jobs
+    #: keep the rest).
+    min_free_bytes: int = 64 * MB
+    #: Seconds between two housekeeping sweeps.
+    sweep_interval: float = 600.0
+    #: On SIGTERM, running jobs get this long to finish before they are re-queued.
+    shutdown_grace: float = 10.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -49,6 +62,12 @@ class ServerConfig:
             raise ValueError("max_upload_bytes must be positive")
         if self.max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if self.keep_days is not None and not self.keep_days > 0:
+            raise ValueError("keep_days must be positive")
+        if self.max_data_bytes is not None and self.max_data_bytes < 1:
+            raise ValueError("max_data_bytes must be positive")
+        if self.min_free_bytes < 0 or self.shutdown_grace < 0 or not self.sweep_interval > 0:
+            raise ValueError("min_free_bytes and shutdown_grace must be >= 0, sweep_interval > 0")
 
     @property
     def db_path(self) -> Path:

@@ -1,6 +1,6 @@
 """The job functions the server runs: prepare an avatar (and train its renderer), generate.
 
-Each is ``fn(ctx: JobContext) -> dict`` (see lipdub.server.queue). They import the engine lazily:
+Each is ``fn(ctx: JobContext) -> dict`` (see lipdub.jobstore.runner). They import the engine lazily:
 a job runs in a fresh child process, and a stage that is not installed in this build fails its
 job with a message that says so instead of breaking the server.
 """
@@ -13,7 +13,7 @@ import shutil
 from typing import Any
 
 from lipdub.errors import InputError, MissingDependencyError
-from lipdub.server.queue import JobContext
+from lipdub.jobstore.runner import JobContext
 
 
 def _engine(module: str, *names: str, what: str):

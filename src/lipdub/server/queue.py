@@ -1,104 +1,45 @@
-"""The job queue: a small interface, and a worker pool inside the server process.
+"""The server's own job queue: a pool of worker threads inside the server process.
 
-A job is a plain function ``fn(ctx: JobContext) -> dict | None``: it reads ``ctx.inputs`` and
-``ctx.options``, reports through ``ctx.progress(stage, fraction)``, writes under ``ctx.work_dir``
-and returns a JSON-able result. The queue keeps nothing in memory that the SQLite store does not
-also hold, so the API never needs to know where jobs run (a later Celery/Redis queue implements
-the same ``JobQueue`` protocol).
-
-``LocalQueue`` runs N worker threads. With ``isolation="process"`` (the default) each job runs
-in a fresh child process (forked from multiprocessing's fork server): the server stays responsive while a job burns CPU, and cancelling
-terminates the child's process group at once, even inside a long ffmpeg call. With
-``isolation="thread"`` the job runs in the worker thread and stops at its next progress report.
+``LocalQueue`` implements ``lipdub.jobstore.JobQueue`` on the SQLite store: it keeps nothing in
+memory that the store does not also hold, so the API never needs to know where jobs run (the
+broker-backed queue in lipdub.scale implements the same protocol). With ``isolation="process"``
+(the default) each job runs in a fresh child process (forked from multiprocessing's fork
+server): the server stays responsive while a job burns CPU, and cancelling terminates the
+child's process group at once, even inside a long ffmpeg call. With ``isolation="thread"`` the
+job runs in the worker thread and stops at its next progress report.
 """
 
 from __future__ import annotations
 
-import ctypes
-import fcntl
 import logging
 import multiprocessing
 import os
-import signal
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Callable
 
 from lipdub.errors import LipdubError
-from lipdub.server.store import Store
+from lipdub.jobstore.runner import (CANCEL_POLL, PROGRESS_INTERVAL, Cancelled, JobContext, JobFn,  # noqa: F401
+                                    JobQueue, child_main, lock_data_dir, make_context, preload,
+                                    terminate)
+from lipdub.jobstore.store import Store
 
 log = logging.getLogger("lipdub.server")
 
-#: Minimum seconds between two progress writes of one job (stage changes always go through).
-PROGRESS_INTERVAL = 0.25
-#: How often a busy worker looks for a cancel request in the store (other processes may set it).
-CANCEL_POLL = 0.3
 #: How often an idle worker looks for new jobs when nobody woke it.
 IDLE_POLL = 0.5
-
-
-class Cancelled(Exception):
-    """Raised from a job's progress callback once the job is cancelled (or the server stops)."""
 
 
 class _Shutdown(Cancelled):
     """The server is stopping: the job goes back to the queue instead of being cancelled."""
 
 
-@dataclass
-class JobContext:
-    job_id: str
-    kind: str
-    inputs: dict[str, Any]
-    options: dict[str, Any]
-    data_dir: Path
-    work_dir: Path
-    progress: Callable[[str, float], None] = field(repr=False)
-    cancelled: Callable[[], bool] = field(repr=False)
-
-    def path(self, rel: str) -> Path:
-        """An input path stored relative to the data dir, made absolute."""
-        return self.data_dir / rel
-
-
-JobFn = Callable[[JobContext], "dict | None"]
-
-
-class JobQueue(Protocol):
-    """What the API needs from a queue. Implementations record everything in the Store."""
-
-    def submit(self, kind: str, inputs: dict, options: dict, *, job_id: str | None = None,
-               avatar_id: str | None = None, after: str | None = None) -> dict: ...
-
-    def cancel(self, job_id: str) -> dict | None: ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def status(self) -> dict: ...
-
-
-def lock_data_dir(data_dir: Path):
-    """An exclusive lock on ``data_dir`` held by the returned open file (keep it open): one job
-    queue per data dir. The kernel releases it when the process dies, however it dies."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    lock_file = open(data_dir / "queue.lock", "w")
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock_file.close()
-        raise LipdubError(f"another lipdub server is using {data_dir}") from None
-    return lock_file
-
-
 class LocalQueue:
     def __init__(self, store: Store, data_dir: Path, functions: dict[str, JobFn], *,
                  workers: int = 1, isolation: str = "process", max_attempts: int = 2,
-                 cancel_grace: float = 2.0):
+                 cancel_grace: float = 2.0, shutdown_grace: float = 0.0):
         self.store = store
         self.data_dir = Path(data_dir)
         self.functions = dict(functions)
@@ -106,8 +47,10 @@ class LocalQueue:
         self.isolation = isolation
         self.max_attempts = max_attempts
         self.cancel_grace = cancel_grace
+        self.shutdown_grace = shutdown_grace
         self._wake = threading.Event()
-        self._stopping = threading.Event()
+        self._draining = threading.Event()  # take no new job
+        self._stopping = threading.Event()  # interrupt running jobs (they are re-queued)
         self._threads: list[threading.Thread] = []
         self._busy: dict[str, str] = {}  # worker name -> job id
         self._busy_lock = threading.Lock()
@@ -134,15 +77,25 @@ class LocalQueue:
         if requeued or failed:
             log.warning("after restart: %d interrupted job(s) re-queued, %d failed", requeued, failed)
         if self.isolation == "process":
-            _preload(self.functions)
+            preload(self.functions)
         self._stopping.clear()
+        self._draining.clear()
         for i in range(self.workers):
             t = threading.Thread(target=self._worker, name=f"lipdub-worker-{i}", daemon=True)
             t.start()
             self._threads.append(t)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop workers; running jobs are interrupted and go back to the queue for next time."""
+        """Stop workers: take no new job, give running ones ``shutdown_grace`` seconds to end,
+        then interrupt the rest, which go back to the queue for next time."""
+        self._draining.set()
+        self._wake.set()
+        deadline = time.monotonic() + self.shutdown_grace
+        while time.monotonic() < deadline:
+            with self._busy_lock:
+                if not self._busy:
+                    break
+            time.sleep(0.1)
         self._stopping.set()
         self._wake.set()
         for t in self._threads:
@@ -157,13 +110,14 @@ class LocalQueue:
             busy = len(self._busy)
         alive = sum(t.is_alive() for t in self._threads)
         return {"backend": "local", "isolation": self.isolation, "workers": self.workers,
-                "alive": alive, "busy": busy, "running": not self._stopping.is_set() and alive > 0}
+                "alive": alive, "busy": busy, "draining": self._draining.is_set(),
+                "running": not self._draining.is_set() and alive > 0}
 
     # -- workers --------------------------------------------------------------------------------
 
     def _worker(self) -> None:
         name = f"{os.getpid()}:{threading.current_thread().name}"
-        while not self._stopping.is_set():
+        while not self._draining.is_set():
             try:
                 job = self.store.claim(name)
             except Exception:  # a locked or broken database must not kill the worker
@@ -179,7 +133,8 @@ class LocalQueue:
                 self._run(job)
             except Exception:
                 log.exception("job %s: worker error", job["id"])
-                self.store.finish(job["id"], "failed", error="internal error in the job worker")
+                self._durably(job["id"], self.store.finish, job["id"], "failed",
+                              error="internal error in the job worker")
             finally:
                 with self._busy_lock:
                     self._busy.pop(name, None)
@@ -204,9 +159,9 @@ class LocalQueue:
         runner = self._run_in_process if self.isolation == "process" else self._run_in_thread
         state, error, result = runner(fn, spec)
         if state == "requeue":
-            self.store.requeue(job_id, "re-queued: the server stopped")
+            self._durably(job_id, self.store.requeue, job_id, "re-queued: the server stopped")
         else:
-            self.store.finish(job_id, state, error=error, result=result)
+            self._durably(job_id, self.store.finish, job_id, state, error=error, result=result)
         log.info("job %s %s%s", job_id, state, f": {error}" if error else "")
 
     def _progress_writer(self, job_id: str) -> Callable[[str, float], None]:
@@ -216,8 +171,29 @@ class LocalQueue:
             now = time.monotonic()
             if stage != last["stage"] or fraction >= 1.0 or now - last["t"] >= PROGRESS_INTERVAL:
                 last.update(t=now, stage=stage)
-                self.store.set_progress(job_id, stage, fraction)
+                try:
+                    self.store.set_progress(job_id, stage, fraction)
+                except Exception as exc:  # e.g. disk full: a lost progress report only delays the bar
+                    log.warning("job %s: progress not recorded (%s)", job_id, exc)
         return write
+
+    def _durably(self, job_id: str, write, *args, **kwargs) -> None:
+        """Record a job's outcome, retrying while the database cannot be written (disk full,
+        locked), so the job's row is never left wrong. If the server stops first, the row
+        stays 'running' and the next start re-queues the job: it is never lost."""
+        failures = 0
+        while True:
+            try:
+                write(*args, **kwargs)
+                return
+            except Exception as exc:
+                failures += 1
+                if failures == 1:
+                    log.error("job %s: cannot record its outcome (%s); retrying", job_id, exc)
+                if self._stopping.is_set() and failures >= 3:
+                    log.error("job %s: left for recovery at the next start", job_id)
+                    return
+                time.sleep(min(5.0, 0.5 * failures))
 
     def _run_in_thread(self, fn: JobFn, spec: dict) -> tuple[str, str | None, dict | None]:
         job_id = spec["job_id"]
@@ -237,7 +213,7 @@ class LocalQueue:
                 raise _Shutdown() if self._stopping.is_set() else Cancelled()
             write(stage, fraction)
 
-        ctx = _make_context(spec, progress, cancelled)
+        ctx = make_context(spec, progress, cancelled)
         try:
             return "done", None, fn(ctx)
         except _Shutdown:
@@ -255,7 +231,7 @@ class LocalQueue:
         write = self._progress_writer(job_id)
         mp = multiprocessing.get_context("forkserver")
         recv, send = mp.Pipe(duplex=False)
-        proc = mp.Process(target=_child_main, args=(fn, spec, send), name=f"lipdub-job-{job_id[:8]}")
+        proc = mp.Process(target=child_main, args=(fn, spec, send), name=f"lipdub-job-{job_id[:8]}")
         proc.start()
         send.close()
         outcome: tuple[str, str | None, dict | None] | None = None
@@ -284,89 +260,6 @@ class LocalQueue:
                 if outcome is None and not proc.is_alive() and not recv.poll():
                     outcome = ("failed", f"the job's process died (exit code {proc.exitcode})", None)
         finally:
-            _terminate(proc, self.cancel_grace)
+            terminate(proc, self.cancel_grace)
             recv.close()
         return outcome
-
-
-def _preload(functions: dict[str, JobFn]) -> None:
-    """Import the job modules once in the fork server, so a job starts in milliseconds.
-
-    Job processes are forked from multiprocessing's fork server (a clean, single-threaded
-    process), never from the server itself, whose threads make fork unsafe. Engine modules are
-    not preloaded: they may start threads at import, and a fork server must have none. Only
-    takes effect before the fork server's first start.
-    """
-    modules = {"__main__", "lipdub.server.jobs"} | {getattr(fn, "__module__", None) for fn in functions.values()}
-    multiprocessing.get_context("forkserver").set_forkserver_preload(
-        sorted(m for m in modules if m))
-
-
-def _make_context(spec: dict, progress, cancelled) -> JobContext:
-    return JobContext(job_id=spec["job_id"], kind=spec["kind"], inputs=spec["inputs"],
-                      options=spec["options"], data_dir=Path(spec["data_dir"]),
-                      work_dir=Path(spec["work_dir"]), progress=progress, cancelled=cancelled)
-
-
-def _terminate(proc, grace: float) -> None:
-    """Stop a job's child process and everything it started (its own process group)."""
-    if proc.is_alive():
-        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(proc.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                proc.terminate() if sig == signal.SIGTERM else proc.kill()
-            proc.join(wait)
-            if not proc.is_alive():
-                break
-    else:
-        proc.join(1)
-    try:  # grandchildren (ffmpeg...) may outlive a child that exited by itself
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Linux: get SIGKILL when the server dies, so a crashed server leaves no job running."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def _child_main(fn: JobFn, spec: dict, conn) -> None:
-    parent = os.getppid()
-    os.setpgrp()  # own process group: cancel kills ffmpeg & co. along with the job
-    _die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C on the server: the server decides
-    last = {"t": 0.0, "stage": None}
-
-    def send(message: tuple) -> None:
-        try:
-            conn.send(message)
-        except OSError:  # the worker stopped listening: it is cancelling or shutting down
-            os._exit(1)
-
-    def progress(stage: str, fraction: float) -> None:
-        if os.getppid() != parent:
-            os._exit(1)
-        now = time.monotonic()
-        if stage != last["stage"] or fraction >= 1.0 or now - last["t"] >= PROGRESS_INTERVAL / 2:
-            last.update(t=now, stage=stage)
-            send(("progress", str(stage), float(fraction)))
-
-    ctx = _make_context(spec, progress, lambda: False)
-    try:
-        result = fn(ctx)
-        send(("done", "done", None, result))
-    except LipdubError as exc:
-        send(("done", "failed", str(exc), None))
-    except BaseException as exc:  # noqa: BLE001 - report everything to the server, then exit
-        traceback.print_exc()
-        send(("done", "failed", f"internal error: {type(exc).__name__}: {exc}", None))
-    finally:
-        conn.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 from fastapi import HTTPException, UploadFile
 
 from lipdub.errors import InputError
+from lipdub.jobstore.housekeeping import FULL_ERRNOS
 
 CHUNK = 1024 * 1024
 
@@ -28,6 +29,11 @@ _EXT = {"mov,mp4,m4a,3gp,3g2,mj2": ".mp4", "matroska,webm": ".mkv", "avi": ".avi
         "mpegts": ".ts", "flv": ".flv", "gif": ".gif", "wav": ".wav", "mp3": ".mp3",
         "ogg": ".ogg", "flac": ".flac", "aac": ".aac", "png_pipe": ".png", "jpeg_pipe": ".jpg",
         "webp_pipe": ".webp", "bmp_pipe": ".bmp", "tiff_pipe": ".tif"}
+
+
+class DiskFull(HTTPException):
+    def __init__(self):
+        super().__init__(507, "the server's disk is full: the upload was not saved; try again later")
 
 
 class UploadTooLarge(HTTPException):
@@ -128,26 +134,35 @@ class SavedUpload:
 
 
 def save_upload(upload: UploadFile, data_dir: Path, want: str, *, limit: int,
-                max_video_seconds: float, max_audio_seconds: float) -> SavedUpload:
+                max_video_seconds: float, max_audio_seconds: float,
+                min_free_bytes: int = 0) -> SavedUpload:
     """Copy an upload to the data dir and check what it really is. Runs in a worker thread.
 
     ``want`` is "visual" (a video or a photo with a face) or "audio" (anything with sound,
-    a video's audio track included). Raises HTTPException 413/415/422 with a readable message.
+    a video's audio track included). Raises HTTPException 413/415/422 with a readable message,
+    507 when the disk is full (or would be left with less than ``min_free_bytes``).
     """
     upload_dir = data_dir / "uploads"
     upload_dir.mkdir(parents=True, exist_ok=True)
+    if shutil.disk_usage(upload_dir).free < min_free_bytes:
+        raise DiskFull()
     name = uuid.uuid4().hex
     part = upload_dir / f"{name}.part"
     label = "video or photo" if want == "visual" else "audio file"
     try:
         upload.file.seek(0)
         written = 0
-        with open(part, "wb") as out:
-            while chunk := upload.file.read(CHUNK):
-                written += len(chunk)
-                if written > limit:
-                    raise UploadTooLarge(limit)
-                out.write(chunk)
+        try:
+            with open(part, "wb") as out:
+                while chunk := upload.file.read(CHUNK):
+                    written += len(chunk)
+                    if written > limit:
+                        raise UploadTooLarge(limit)
+                    out.write(chunk)
+        except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise DiskFull() from None
+            raise
         if written == 0:
             raise HTTPException(422, f"the {label} is empty")
         try:

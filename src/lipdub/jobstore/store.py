@@ -1,8 +1,9 @@
 """SQLite record of jobs and avatars: the queue's only shared state.
 
 Everything a worker or an API call needs to know about a job is a row here, never an object in
-memory, so a restarted server (or, later, workers in other processes) sees the same queue. Writes
-are short; WAL mode lets readers go on while a worker records progress.
+memory, so a restarted server (or a batch client) sees the same queue. Writes are short; WAL mode
+lets readers go on while a worker records progress. Both queues use it: the server's in-process
+pool (claim) and the broker-backed one (mark_started, runnable, running).
 """
 
 from __future__ import annotations
@@ -166,6 +167,49 @@ class Store:
             self._db.execute("UPDATE jobs SET state = 'failed', stage = 'failed', error = ?, "
                              "finished = ? WHERE id = ? AND state = 'queued'",
                              (reason, time.time(), job_id))
+
+    def mark_started(self, job_id: str, worker: str) -> bool:
+        """A queued job taken by a remote worker (broker queue): now running there."""
+        return self._exec("UPDATE jobs SET state = 'running', stage = 'starting', progress = 0, "
+                          "started = ?, attempts = attempts + 1, worker = ? "
+                          "WHERE id = ? AND state = 'queued'", (time.time(), worker, job_id)) > 0
+
+    def runnable(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Queued jobs whose dependency is done (or gone), oldest first."""
+        with self._lock:
+            self._fail_orphans()
+        return self._all("SELECT j.* FROM jobs j LEFT JOIN jobs d ON d.id = j.after "
+                         "WHERE j.state = 'queued' AND (j.after IS NULL OR d.state = 'done' "
+                         "OR d.id IS NULL) ORDER BY j.created, j.rowid LIMIT ?", (limit,))
+
+    def running(self) -> list[dict[str, Any]]:
+        return self._all("SELECT id, attempts, worker, started, cancel_requested FROM jobs "
+                         "WHERE state = 'running'")
+
+    def finished_jobs(self, before: float | None = None) -> list[dict[str, Any]]:
+        """Ended jobs, the longest-finished first (``before``: finished before that time)."""
+        marks = ",".join("?" * len(FINAL))
+        sql = f"SELECT * FROM jobs WHERE state IN ({marks})"
+        args: tuple = FINAL
+        if before is not None:
+            sql += " AND COALESCE(finished, created) < ?"
+            args += (before,)
+        return self._all(sql + " ORDER BY COALESCE(finished, created), rowid", args)
+
+    def avatar_of_job(self, job_id: str) -> str | None:
+        """The avatar whose preparation this job is, if any (its row must outlive retention)."""
+        row = self._one("SELECT id FROM avatars WHERE job_id = ?", (job_id,))
+        return row["id"] if row else None
+
+    def delete_job(self, job_id: str) -> bool:
+        """Forget an ended job (retention). Running and queued jobs are never deleted."""
+        marks = ",".join("?" * len(FINAL))
+        return self._exec(f"DELETE FROM jobs WHERE id = ? AND state IN ({marks})", (job_id, *FINAL)) > 0
+
+    def integrity(self) -> str:
+        """SQLite's own check of the database file: "ok" when intact."""
+        with self._lock:
+            return self._db.execute("PRAGMA integrity_check").fetchone()[0]
 
     def set_progress(self, job_id: str, stage: str, progress: float) -> None:
         self._exec("UPDATE jobs SET stage = ?, progress = ? WHERE id = ? AND state = 'running'",
