@@ -125,7 +125,7 @@ def test_mouth_chunk_matches_single_frames(photo):
         assert np.abs(out.astype(int) - renderer.render(image, landmarks, tgt)).max() <= 1
 
 
-@pytest.mark.parametrize("kind", ["procedural", "model"])
+@pytest.mark.parametrize("kind", ["drawn", "procedural", "model"])
 def test_interior_runs(kind):
     from lipdub.photo import interior as it
 
@@ -135,7 +135,7 @@ def test_interior_runs(kind):
         assert it.ONNX_PATH.stat().st_size <= 20 * 1024 ** 2
     model = it.load_interior(kind)
     assert model.kind == kind
-    if kind == "model":
+    if kind in ("model", "drawn"):
         assert "train_command" in model.manifest and "licence" in model.manifest
         assert all(len(d["sha256"]) == 64 for d in model.manifest["data"])
     masks = np.zeros((2, it.CANVAS_H, it.CANVAS_W), np.float32)
@@ -144,8 +144,70 @@ def test_interior_runs(kind):
     out = model(masks, colours)
     assert out.shape == (2, it.CANVAS_H, it.CANVAS_W, 3)
     assert np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
-    if kind == "procedural":  # the default: a cavity darker than the lips around it
+    if kind == "procedural":  # a cavity darker than the lips around it
         assert out[0, 20:28, 20:44].mean() < colours[0, :3].mean()
+
+
+def _opening_lab(frame, landmarks):
+    """CIE Lab pixels inside the inner-lip opening (eroded by a pixel)."""
+    import cv2
+
+    from lipdub.face.mesh import LIPS_INNER
+
+    mask = np.zeros(frame.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(landmarks[list(LIPS_INNER), :2]).astype(np.int32)], 1)
+    mask = cv2.erode(mask, np.ones((3, 3), np.uint8))
+    lab = cv2.cvtColor(frame.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    return lab[mask > 0]
+
+
+@pytest.mark.parametrize("own_teeth", [False, True])
+def test_open_mouth_shows_teeth_and_is_not_flat(photo, own_teeth):
+    """The default interior of an opened mouth: teeth-like pixels (bright, low chroma) under the
+    upper lip, a darker throat, real variation; with or without the photo's own teeth."""
+    from lipdub.photo import interior as it
+    from lipdub.photo.mouth import PhotoMouthRenderer, open_mouth_landmarks
+
+    image, landmarks = photo
+    renderer = PhotoMouthRenderer(landmarks, it.load_interior(), own_teeth=own_teeth)
+    assert renderer.interior.kind == "drawn"
+    for aperture in (0.3, 0.5):
+        target = open_mouth_landmarks(landmarks, aperture)
+        lab = _opening_lab(renderer.render(image, landmarks, target), target)
+        assert len(lab) > 200
+        chroma = np.hypot(lab[:, 1], lab[:, 2])
+        teeth = (lab[:, 0] > 50) & (chroma < 25)
+        assert teeth.mean() > 0.08, (aperture, teeth.mean())
+        assert lab[:, 0].std() > 12                      # not a flat painted hole
+        assert np.percentile(lab[:, 0], 10) < 35         # a dark throat behind the teeth
+        # Teeth sit at the top of the opening (the upper jaw): pixels come row by row, so the
+        # first quarter is the top of the opening and the middle third its centre.
+        top, bottom = lab[: len(lab) // 4, 0].mean(), lab[len(lab) // 3: 2 * len(lab) // 3, 0].mean()
+        assert top > bottom, (aperture, top, bottom)
+
+
+def test_mouth_changes_nothing_outside_the_face(photo):
+    """Outside the face and the band where the jaw's motion fades out (the innermost warp ring,
+    the face oval scaled 1.3x) every pixel stays bit-identical, and so does the face from the
+    lower lids up (eyes, brows), at every aperture, with the default interior."""
+    import cv2
+
+    from lipdub.face.mesh import LEFT_EYE, RIGHT_EYE
+    from lipdub.photo.meshwarp import DEFAULT_RINGS, ring_points
+    from lipdub.photo.mouth import PhotoMouthRenderer, open_mouth_landmarks
+
+    image, landmarks = photo
+    ring = ring_points(landmarks, DEFAULT_RINGS[:1])
+    face = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(face, [np.round(ring).astype(np.int32)], 1)
+    face = cv2.dilate(face, np.ones((5, 5), np.uint8)) > 0   # rasterisation of the ring's edge
+    face[: int(landmarks[list(LEFT_EYE) + list(RIGHT_EYE), 1].max()) + 1] = False
+    renderer = PhotoMouthRenderer(landmarks)
+    for aperture in (0.2, 0.35, 0.55):
+        out = renderer.render(image, landmarks, open_mouth_landmarks(landmarks, aperture))
+        changed = (out != image).any(axis=2)
+        assert changed.sum() > 500
+        assert not changed[~face].any(), (aperture, int(changed[~face].sum()))
 
 
 def test_prepare_photo_writes_a_photo_avatar(face_png, tmp_path):

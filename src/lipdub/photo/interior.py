@@ -125,12 +125,15 @@ def procedural_interior(masks: np.ndarray, colours: np.ndarray) -> np.ndarray:
 
 
 class InteriorModel:
-    """The shipped interior network (onnxruntime), or the procedural interior without it."""
+    """Paints mouth interiors: ``"drawn"`` (``interior_layers``: teeth, tongue, throat, coloured
+    by the fitted colour model), ``"model"`` (the older U-Net, onnxruntime) or ``"procedural"``
+    (a flat cavity with a teeth band, the fallback of the U-Net)."""
 
-    def __init__(self, onnx_path: Path | None = ONNX_PATH, threads: int = 1):
+    def __init__(self, onnx_path: Path | None = ONNX_PATH, threads: int = 1, drawn: bool = False):
         self.session = None
+        self.drawn = drawn
         self.manifest: dict = {}
-        if onnx_path is not None and Path(onnx_path).exists():
+        if not drawn and onnx_path is not None and Path(onnx_path).exists():
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
@@ -140,41 +143,72 @@ class InteriorModel:
             manifest = Path(onnx_path).with_name(MANIFEST_PATH.name)
             if manifest.exists():
                 self.manifest = json.loads(manifest.read_text())
+        elif drawn:
+            from lipdub.photo.interior_layers import COLOUR_MODEL
+
+            if COLOUR_MODEL.exists():
+                self.manifest = json.loads(COLOUR_MODEL.read_text())
 
     @property
     def kind(self) -> str:
-        return "model" if self.session is not None else "procedural"
+        return "drawn" if self.drawn else "model" if self.session is not None else "procedural"
+
+    def scale_for(self, landmarks: np.ndarray) -> int:
+        """Canvas magnification for this mouth: the drawn interior matches the photo's sharpness;
+        the U-Net and the procedural interior work at the base size."""
+        if not self.drawn:
+            return 1
+        from lipdub.photo.interior_layers import canvas_scale
+
+        return canvas_scale(float(np.linalg.norm(landmarks[78, :2] - landmarks[308, :2])))
+
+    def paint(self, masks: list[np.ndarray], colours: np.ndarray, scales: list[int],
+              teeth_colours: list | None = None) -> list[np.ndarray]:
+        """Canvas interiors (``float32 (H*s, W*s, 3)`` in 0..1), one per mask."""
+        if self.drawn:
+            from lipdub.photo.interior_layers import paint_interior
+
+            teeth_colours = teeth_colours or [None] * len(masks)
+            return [paint_interior(m, c, s, t) for m, c, s, t in zip(masks, colours, scales, teeth_colours)]
+        return list(self(np.array(masks), np.asarray(colours)))
 
     def __call__(self, masks: np.ndarray, colours: np.ndarray) -> np.ndarray:
-        """Canvas interiors ``float32 (B, H, W, 3)`` in 0..1."""
+        """Canvas interiors ``float32 (B, H, W, 3)`` in 0..1 at the base canvas size."""
         masks = np.asarray(masks, np.float32)
         colours = np.asarray(colours, np.float32)
+        if self.drawn:
+            return np.array(self.paint(list(masks), colours, [1] * len(masks)))
         if self.session is None:
             return procedural_interior(masks, colours)
         y = self.session.run(None, {"x": model_input(masks, colours)})[0]
         return np.transpose(y, (0, 2, 3, 1))
 
 
-#: Which interior the photo renderer paints by default. "procedural" until the learned one wins:
-#: trained ~10 CPU-minutes it has the lower L1 to real held-out crops (0.098 vs 0.25) but paints
-#: wide openings lip-pink (the mean of its data) where a dark cavity reads as an open mouth.
-#: LIPDUB_MOUTH_INTERIOR=model (or "auto": the model when shipped) switches.
-DEFAULT_INTERIOR = "procedural"
+#: Which interior the photo renderer paints by default: the drawn one. On the held-out interior
+#: benchmark (benchmarks/photo_interior_eval.py) it is closer to real mouths than the procedural
+#: one; the U-Net scores well on average colour but paints every opening as the same smooth
+#: pink-grey blur (the mean of its data), with no teeth or tongue to see.
+#: LIPDUB_MOUTH_INTERIOR=model|procedural switches.
+DEFAULT_INTERIOR = "drawn"
 
 
 @lru_cache(maxsize=4)
 def load_interior(kind: str | None = None) -> InteriorModel:
-    """A shared interior: ``"procedural"``, ``"model"`` (the shipped ONNX; MissingDependencyError
-    without it) or ``"auto"`` (the model if shipped); default $LIPDUB_MOUTH_INTERIOR or
-    ``DEFAULT_INTERIOR``."""
+    """A shared interior: ``"drawn"``, ``"procedural"``, ``"model"`` (the shipped ONNX;
+    MissingDependencyError without it) or ``"auto"`` (the default); default
+    $LIPDUB_MOUTH_INTERIOR or ``DEFAULT_INTERIOR``."""
     import os
 
     from lipdub.errors import MissingDependencyError
 
     kind = kind or os.environ.get("LIPDUB_MOUTH_INTERIOR") or DEFAULT_INTERIOR
-    if kind not in ("procedural", "model", "auto"):
-        raise ValueError(f"mouth interior must be procedural, model or auto, not {kind!r}")
+    if kind == "auto":
+        kind = DEFAULT_INTERIOR
+    if kind not in ("drawn", "procedural", "model"):
+        raise ValueError(f"mouth interior must be drawn, procedural, model or auto, not {kind!r}")
     if kind == "model" and not ONNX_PATH.exists():
         raise MissingDependencyError(f"mouth interior model {ONNX_PATH} is missing; reinstall lipdub "
                                      "or run python -m lipdub.photo.train_interior")
+    if kind == "drawn":
+        return InteriorModel(None, drawn=True)
     return InteriorModel(None if kind == "procedural" else ONNX_PATH)

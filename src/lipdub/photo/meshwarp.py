@@ -172,11 +172,16 @@ def warp(image: np.ndarray, src_pts: np.ndarray, dst_pts: np.ndarray, triangles:
     scaled = np.round((dst[tris] - [x0, y0]) * (1 << _SHIFT)).astype(np.int32)
     for k in np.flatnonzero(ok):
         cv2.fillConvexPoly(labels, scaled[k], int(k + 1), lineType=cv2.LINE_8, shift=_SHIFT)
-    # Pixels no triangle claimed inside the mesh (a lid or lip strip squeezed to a line) take a
-    # neighbour's triangle, rather than showing the unwarped image through the crack.
-    holes = labels == 0
+    # Pixels no triangle claimed inside the mesh (a lid or lip strip squeezed to a line, a crack
+    # between two rasterised triangles) take a neighbour's triangle, rather than showing the
+    # unwarped image through the crack. Only cracks: the pixels just outside the warped region
+    # keep their own (identity) map, else they would be sampled through the moving edge
+    # triangle's map, a jagged light or dark seam along its border (the cheek, the neck).
+    covered = (labels > 0).astype(np.uint8)
+    kernel = np.ones((3, 3), np.uint8)
+    holes = (cv2.erode(cv2.dilate(covered, kernel), kernel, borderType=cv2.BORDER_REPLICATE) > 0) & (covered == 0)
     if holes.any():
-        grown = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32)
+        grown = cv2.dilate(labels.astype(np.float32), kernel).astype(np.int32)
         labels[holes] = grown[holes]
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     inside = labels > 0

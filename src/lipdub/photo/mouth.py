@@ -114,14 +114,16 @@ class PhotoMouthRenderer:
     """Renders the mouth of a photo avatar's frames to target landmarks.
 
     ``rest_landmarks``: the avatar's first frame (or the photo's) landmarks; the mesh topology is
-    built from them once. ``interior``: an ``InteriorModel`` (default: the shipped one if present).
+    built from them once. ``interior``: an ``InteriorModel`` (default: ``load_interior()``).
+    ``own_teeth``: where the photo's mouth shows teeth, reuse them (colour and pixels).
     """
 
     def __init__(self, rest_landmarks: np.ndarray, interior: it.InteriorModel | None = None,
-                 feather: float = 0.8):
+                 feather: float = 0.8, own_teeth: bool = True):
         self.mesh = FaceMesh(np.asarray(rest_landmarks, np.float32))
         self.interior = interior if interior is not None else it.load_interior()
         self.feather = feather
+        self.own_teeth = own_teeth
 
     @classmethod
     def for_avatar(cls, avatar, interior: it.InteriorModel | None = None) -> "PhotoMouthRenderer":
@@ -144,7 +146,7 @@ class PhotoMouthRenderer:
         """
         frame_landmarks = np.asarray(frame_landmarks, np.float32)
         target_landmarks = np.asarray(target_landmarks, np.float32)
-        outs, masks, colours, mats, opac = [], [], [], [], []
+        outs, masks, colours, mats, opac, scales = [], [], [], [], [], []
         for frame, src_lm, dst_lm in zip(frames, frame_landmarks, target_landmarks):
             ring = ring_points(src_lm, self.mesh.rings)
             src = self.mesh.points(src_lm, ring)
@@ -152,19 +154,30 @@ class PhotoMouthRenderer:
             moved = np.abs(dst - src).max(axis=1) > 1e-2
             out = warp(frame, src, dst, self.mesh.triangles, moved=moved) if moved.any() else frame.copy()
             outs.append(out)
-            m = it.canonical_matrix(dst_lm)
+            s = self.interior.scale_for(dst_lm)
+            m = it.canonical_matrix(dst_lm, s)
             mats.append(m)
-            masks.append(it.opening_mask(dst_lm, m))
+            scales.append(s)
+            masks.append(it.opening_mask(dst_lm, m, (it.CANVAS_H * s, it.CANVAS_W * s)))
             colours.append(it.mouth_colours(frame, src_lm))
             # How much of the opening is new: all of it for a closed-mouth photo, little when the
             # photo's mouth was already as open.
             grow = _gap(dst_lm) - _gap(src_lm)
             opac.append(float(np.clip(grow / max(_gap(dst_lm), 1e-6) * 3.0, 0.0, 1.0)))
         if any(o > 0 for o in opac):
-            canvases = self.interior(np.array(masks), np.array(colours))
-            for out, dst_lm, canvas, m, o in zip(outs, target_landmarks, canvases, mats, opac):
-                if o > 0:
-                    self._paste(out, dst_lm, canvas, m, o)
+            own = [photo_teeth(f, lm) if self.own_teeth and o > 0 else None
+                   for f, lm, o in zip(frames, frame_landmarks, opac)]
+            teeth = [None if t is None else t[0] for t in own]
+            canvases = self.interior.paint(masks, np.array(colours), scales, teeth)
+            for k, (out, dst_lm, canvas, m, o) in enumerate(zip(outs, target_landmarks, canvases, mats, opac)):
+                if o <= 0:
+                    continue
+                if own[k] is not None:
+                    # The photo's real teeth, moved with their jaw (not stretched), over the drawn
+                    # interior: the whole opening can then be pasted.
+                    canvas = paste_own_teeth(canvas, frames[k], frame_landmarks[k], masks[k], scales[k])
+                    o = 1.0
+                self._paste(out, dst_lm, canvas, m, o)
         return outs
 
     def _paste(self, out: np.ndarray, lm: np.ndarray, canvas: np.ndarray, matrix: np.ndarray,
@@ -190,6 +203,71 @@ class PhotoMouthRenderer:
         alpha = (alpha * opacity)[..., None]
         patch = out[y0:y1, x0:x1].astype(np.float32)
         out[y0:y1, x0:x1] = np.clip(patch * (1 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
+def _teeth_pixels(frame: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """RGB 0..1 pixels ``(N, 3)`` inside the opening that look like teeth: clearly less saturated
+    than the lips and about as light as the skin (the colour model's own definition)."""
+    poly = landmarks[list(LIPS_INNER), :2]
+    x0, y0 = np.maximum(np.floor(poly.min(0)).astype(int), 0)
+    x1, y1 = np.minimum(np.ceil(poly.max(0)).astype(int) + 1, [frame.shape[1], frame.shape[0]])
+    if x1 - x0 < 3 or y1 - y0 < 2:
+        return np.zeros((0, 3), np.float32)
+    mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+    cv2.fillPoly(mask, [np.round(poly - [x0, y0]).astype(np.int32)], 1)
+    px = frame[y0:y1, x0:x1][mask > 0].astype(np.float32) / 255.0
+    if len(px) == 0:
+        return px
+    lab = cv2.cvtColor(px[None], cv2.COLOR_RGB2LAB)[0]
+    col = it.mouth_colours(frame, landmarks)
+    ref = cv2.cvtColor(col.reshape(1, 2, 3), cv2.COLOR_RGB2LAB)[0]
+    lip_c = float(np.hypot(ref[0, 1], ref[0, 2]))
+    keep = (np.hypot(lab[:, 1], lab[:, 2]) < 0.6 * lip_c) & (lab[:, 0] > 0.75 * ref[1, 0])
+    return px[keep]
+
+
+def photo_teeth(frame: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray] | None:
+    """(mean teeth RGB,) when the photo's own opening shows teeth, else None."""
+    if _gap(landmarks) < 2.0:
+        return None
+    px = _teeth_pixels(frame, landmarks)
+    if len(px) < 12:
+        return None
+    return (np.median(px, axis=0),)
+
+
+def paste_own_teeth(canvas: np.ndarray, frame: np.ndarray, src_lm: np.ndarray, dst_mask: np.ndarray,
+                    scale: int) -> np.ndarray:
+    """``canvas`` (the target opening, drawn) with the photo's own opening laid over it: its upper
+    half moved with the upper lip, its lower half with the lower lip, column by column; what
+    opens between them stays drawn (throat, tongue). Upper teeth stay with the upper jaw and the
+    lower teeth move with the chin, and nothing is stretched."""
+    from lipdub.photo.interior_layers import _profile
+
+    h, w = dst_mask.shape
+    m = it.canonical_matrix(src_lm, scale)
+    src = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    src_mask = it.opening_mask(src_lm, m, (h, w))
+    top_s, bot_s, open_s = _profile(src_mask)
+    top_d, bot_d, open_d = _profile(dst_mask)
+    both = open_s & open_d
+    if not both.any():
+        return canvas
+    sigma = 1.5 * scale
+    up = cv2.GaussianBlur(np.where(both, top_d - top_s, 0)[None].astype(np.float32), (0, 0), sigma)[0]
+    down = cv2.GaussianBlur(np.where(both, bot_d - bot_s, 0)[None].astype(np.float32), (0, 0), sigma)[0]
+    mid = (top_s + bot_s) / 2
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = canvas.astype(np.float32)
+    srcf = src.astype(np.float32) / 255.0
+    for shift, upper in ((up, True), (down, False)):
+        map_y = ys - shift[None]
+        half = (map_y <= mid[None]) if upper else (map_y > mid[None])
+        a = cv2.remap(src_mask, xs, map_y, cv2.INTER_LINEAR, borderValue=0) * half * both[None]
+        a = a * dst_mask
+        layer = cv2.remap(srcf, xs, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        out = out * (1 - a[..., None]) + layer * a[..., None]
+    return out
 
 
 def render_photo_mouth(frame: np.ndarray, frame_landmarks: np.ndarray, target_landmarks: np.ndarray,

@@ -1,16 +1,19 @@
-"""Train the generic mouth-interior model on real open-mouth crops of many people.
+"""Fit the mouth-interior models on real open-mouth crops of many people (speaker-grouped).
 
-    python -m lipdub.photo.train_interior --data ../shared/data ../shared/extra \\
-        --cache cache/interior --minutes 12 --seed 0
+    python -m lipdub.photo.train_interior --colours --data ../shared/data ../shared/extra \
+        ../shared/extra2 --cache cache/interior2            # the shipped colour model (seconds)
+    python -m lipdub.photo.train_interior --data ... --minutes 12   # the older U-Net (optional)
 
-1. Extraction (cached per clip as ``.npz``): every ``--stride``-th frame of every clip is tracked
-   (MediaPipe, video mode); frames whose mouth is open (aperture > ``--min-aperture``) give a
-   canonical canvas crop (``interior.canonical_matrix``), the opening mask, and the lip/skin colours.
-   Clips are listed with their sha256 in the manifest.
-2. Training: a small U-Net (plain 3x3 convs, no normalisation: fast on a CPU) maps mask + colours
-   (+ the procedural interior, which it corrects) to the crop, L1 inside the (slightly grown) opening only, with left-right flips. Clips are split by
-   person (file name) into train and validation.
-3. Export: ``src/lipdub/models/mouth_interior.onnx`` and ``mouth_interior_manifest.json``.
+Samples come from ``interior_data.build_dataset`` (held-out and fresh-fold people are never used).
+
+- ``--colours``: the colour model of the drawn interior (``interior_layers``): for each sample,
+  the mean CIE Lab of its teeth pixels (clearly less saturated than the lips and about as light
+  as the skin), its throat (darkest fifth of the opening) and its tongue (saturated pixels of the
+  lower third of tall openings) are regressed linearly (ridge) on [lip Lab, skin Lab, 1].
+  Written to ``models/mouth_interior_colours.json`` with the data manifest.
+- default: a small U-Net (plain 3x3 convs) mapping mask + colours (+ the procedural interior,
+  which it corrects) to the crop, L1 inside the opening, exported to ONNX. Kept for comparison:
+  it paints the average mouth (see ``interior``).
 """
 
 from __future__ import annotations
@@ -23,70 +26,60 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from lipdub.avatar import file_sha256
 from lipdub.photo import interior as it
+from lipdub.photo import interior_data as data
 
-VIDEO_EXT = {".mp4", ".mpg", ".mov", ".avi", ".mkv", ".webm"}
 
-
-def extract_clip(path: Path, stride: int, min_aperture: float, max_frames: int) -> dict:
-    """Open-mouth samples of one clip: crops (N, H, W, 3) uint8, masks (N, H, W), colours (N, 6)."""
-    from lipdub.face import FaceTracker, mouth_aperture
-    from lipdub.video import read_frames
-
-    crops, masks, colours = [], [], []
-    with FaceTracker(mode="video") as tracker:
-        for i, frame in enumerate(read_frames(path, fps=25.0, max_size=720)):
-            if i >= max_frames:
-                break
-            lm = tracker.track(frame)  # every frame, so tracking mode stays locked on
-            if lm is None or i % stride:
+def layer_samples(samples: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer: features [lip Lab, skin Lab, 1] ``(N, 7)`` and the layer's mean Lab ``(N, 3)``."""
+    feats: dict[str, list] = {k: [] for k in ("teeth", "cavity", "tongue")}
+    targets: dict[str, list] = {k: [] for k in feats}
+    grow = np.ones((3, 3), np.uint8)
+    for s in samples:
+        for crop, mask, col in zip(s["crops"], s["masks"], s["colours"]):
+            m = cv2.resize(mask, (crop.shape[1], crop.shape[0])) > 0.5
+            if m.mean() < 0.05:
                 continue
-            if not mouth_aperture(lm) > min_aperture:
-                continue
-            m2 = it.canonical_matrix(lm, scale=2.0)
-            big = cv2.warpAffine(frame, m2, (2 * it.CANVAS_W, 2 * it.CANVAS_H), flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REPLICATE)
-            crops.append(cv2.resize(big, (it.CANVAS_W, it.CANVAS_H), interpolation=cv2.INTER_AREA))
-            masks.append(it.opening_mask(lm, it.canonical_matrix(lm)))
-            colours.append(it.mouth_colours(frame, lm))
-    n = len(crops)
-    return {"crops": np.array(crops, np.uint8).reshape(n, it.CANVAS_H, it.CANVAS_W, 3),
-            "masks": np.array(masks, np.float32).reshape(n, it.CANVAS_H, it.CANVAS_W),
-            "colours": np.array(colours, np.float32).reshape(n, 6)}
+            m = cv2.erode(m.astype(np.uint8), grow) > 0
+            lab_img = cv2.cvtColor(crop.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+            lab = lab_img[m].astype(np.float64)
+            lip = cv2.cvtColor(col[None, None, :3].astype(np.float32), cv2.COLOR_RGB2LAB)[0, 0]
+            skin = cv2.cvtColor(col[None, None, 3:].astype(np.float32), cv2.COLOR_RGB2LAB)[0, 0]
+            f = np.concatenate([lip, skin, [1.0]])
+            chroma = np.hypot(lab[:, 1], lab[:, 2])
+            lip_c = float(np.hypot(lip[1], lip[2]))
+            teeth = (chroma < 0.6 * lip_c) & (lab[:, 0] > 0.75 * skin[0])
+            if teeth.mean() > 0.08:
+                feats["teeth"].append(f)
+                targets["teeth"].append(lab[teeth].mean(0))
+            dark = lab[:, 0] <= np.percentile(lab[:, 0], 20)
+            feats["cavity"].append(f)
+            targets["cavity"].append(lab[dark].mean(0))
+            rows = np.flatnonzero(m.any(axis=1))
+            xs = np.flatnonzero(m.any(axis=0))
+            if len(rows) and (rows[-1] - rows[0]) > 0.2 * (xs[-1] - xs[0] + 1):
+                ys, cx = np.mgrid[0:m.shape[0], 0:m.shape[1]]
+                low = m & (ys > rows[-1] - (rows[-1] - rows[0]) / 3) & (np.abs(cx - m.shape[1] / 2) < m.shape[1] / 5)
+                px = lab_img[low].astype(np.float64)
+                px = px[np.hypot(px[:, 1], px[:, 2]) > 0.6 * lip_c]
+                if len(px) >= 10:
+                    feats["tongue"].append(f)
+                    targets["tongue"].append(px.mean(0))
+    return {k: (np.array(feats[k]), np.array(targets[k])) for k in feats}
 
 
-def build_dataset(dirs: list[Path], cache: Path, stride: int, min_aperture: float,
-                  max_frames: int, skip_prefix: tuple[str, ...], max_per_prefix: int) -> list[dict]:
-    cache.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for d in dirs:
-        files = sorted(p for p in Path(d).iterdir() if p.suffix.lower() in VIDEO_EXT)
-        counts: dict[str, int] = {}
-        for p in files:
-            prefix = next((s for s in skip_prefix if p.name.startswith(s)), None)
-            if prefix is not None:  # one-speaker corpora: a few clips are enough
-                counts[prefix] = counts.get(prefix, 0) + 1
-                if counts[prefix] > max_per_prefix:
-                    continue
-            clips.append(p)
-    out = []
-    for p in clips:
-        sha = file_sha256(p)
-        npz = cache / f"{p.stem}-{sha[:12]}-s{stride}.npz"
-        if not npz.exists():
-            t = time.time()
-            try:
-                data = extract_clip(p, stride, min_aperture, max_frames)
-            except Exception as exc:  # a clip ffmpeg or the tracker cannot use: skip, say so
-                print(f"skip {p.name}: {exc}", flush=True)
-                continue
-            np.savez_compressed(npz, **data)
-            print(f"{p.name}: {len(data['crops'])} samples ({time.time() - t:.0f} s)", flush=True)
-        data = dict(np.load(npz))
-        out.append({"file": p.name, "folder": p.parent.name, "sha256": sha, "n": len(data["crops"]),
-                    "person": p.stem.split("_s1_")[0] if "_s1_" in p.stem else p.stem, **data})
-    return out
+def fit_colours(samples: list[dict], ridge: float = 1.0) -> tuple[dict, dict]:
+    """Ridge fit per layer; returns (coefficients (3, 7) as lists, fit statistics)."""
+    coef, stats = {}, {}
+    for k, (x, y) in layer_samples(samples).items():
+        reg = ridge * np.eye(x.shape[1])
+        reg[-1, -1] = 0.0                     # the intercept is not shrunk
+        w = np.linalg.solve(x.T @ x + reg, x.T @ y)     # (7, 3)
+        res = y - x @ w
+        coef[k] = w.T.round(5).tolist()
+        stats[k] = {"samples": int(len(x)), "mean_lab": y.mean(0).round(2).tolist(),
+                    "raw_std": y.std(0).round(2).tolist(), "residual_std": res.std(0).round(2).tolist()}
+    return coef, stats
 
 
 def make_net():
@@ -136,7 +129,9 @@ def train(samples: list[dict], minutes: float, seed: int, batch: int, val_people
 
     def stack(sel):
         parts = [s for s in samples if s["n"] > 0 and sel(s)]
-        crops = np.concatenate([s["crops"] for s in parts]).astype(np.float32) / 255.0
+        # Extraction keeps 2x crops; the U-Net works at the base canvas size.
+        crops = np.concatenate([cv2.resize(c, (it.CANVAS_W, it.CANVAS_H), interpolation=cv2.INTER_AREA)[None]
+                                for s in parts for c in s["crops"]]).astype(np.float32) / 255.0
         masks = np.concatenate([s["masks"] for s in parts])
         cols = np.concatenate([s["colours"] for s in parts])
         # Barely parted lips teach nothing about teeth and tongue; keep clearly open mouths.
@@ -192,52 +187,79 @@ def export(net, path: Path) -> None:
                       dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, opset_version=17, dynamo=False)
 
 
+LICENCE = ("Fitted on clips from ../shared/data (public research repositories, licences per their "
+           "SOURCES.tsv), ../shared/extra (research corpora GRID, LRS2, LRS3, VoxCeleb2, LRW, MEAD; "
+           "spectre samples CC-BY-NC-SA) and ../shared/extra2 (HDTF, VoxCeleb/LRS-style crops, DFDC, "
+           "ChaLearn First Impressions, DOLOS/WILTY, TV and film clips; terms often non-commercial or "
+           "unstated): research use only. Refit on data you hold rights to with the command above "
+           "(--data DIR ...).")
+
+
+def _data_manifest(samples: list[dict]) -> list[dict]:
+    return [{"folder": s["folder"], "file": s["file"], "sha256": s["sha256"], "speaker": s["person"],
+             "samples": s["n"]} for s in samples]
+
+
 def main(argv=None) -> int:
+    import sys
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", nargs="+", default=["../shared/data", "../shared/extra"])
-    ap.add_argument("--cache", default="cache/interior")
-    ap.add_argument("--out", default=str(it.ONNX_PATH))
-    ap.add_argument("--stride", type=int, default=3)
+    ap.add_argument("--data", nargs="+", default=["../shared/data", "../shared/extra", "../shared/extra2"])
+    ap.add_argument("--cache", default="cache/interior2")
+    ap.add_argument("--colours", action="store_true", help="fit the drawn interior's colour model")
+    ap.add_argument("--out", default=None, help="output file (default: the shipped one in models/)")
+    ap.add_argument("--stride", type=int, default=2)
     ap.add_argument("--min-aperture", type=float, default=0.08)  # at extraction (cached)
-    ap.add_argument("--max-frames", type=int, default=750, help="frames read per clip (25 fps)")
-    ap.add_argument("--grid-clips", type=int, default=12, help="clips kept of the one GRID speaker")
+    ap.add_argument("--max-frames", type=int, default=250, help="frames read per clip (25 fps)")
     ap.add_argument("--minutes", type=float, default=12.0)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val-people", type=int, default=6)
     ap.add_argument("--min-area", type=float, default=0.09,
                     help="smallest opening (fraction of the canvas) trained on")
+    ap.add_argument("--ridge", type=float, default=1.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--extract-only", action="store_true")
     args = ap.parse_args(argv)
+    command = "python -m lipdub.photo.train_interior " + " ".join(sys.argv[1:] if argv is None else argv)
+
+    cv2.setNumThreads(1)
+    dirs = [Path(d) for d in args.data if Path(d).is_dir()]
+    samples = data.build_dataset(dirs, Path(args.cache), args.stride, args.min_aperture, args.max_frames,
+                                 set(data.HELDOUT) | set(data.FRESH))
+    print(f"{sum(s['n'] for s in samples)} samples from {len(samples)} clips, "
+          f"{len({s['person'] for s in samples})} people", flush=True)
+    if args.extract_only:
+        return 0
+    if args.colours:
+        from lipdub.photo.interior_layers import COLOUR_MODEL
+
+        coef, stats = fit_colours(samples, args.ridge)
+        out = Path(args.out or COLOUR_MODEL)
+        record = {"model": "linear maps [lip Lab, skin Lab, 1] -> mean Lab of teeth, cavity (throat), tongue",
+                  "train_command": command, "coefficients": coef, "fit": stats,
+                  "people": len({s["person"] for s in samples}), "excluded_people": list(data.HELDOUT + data.FRESH),
+                  "data": _data_manifest(samples), "licence": LICENCE}
+        out.write_text(json.dumps(record, indent=1) + "\n")
+        print(json.dumps(stats, indent=1))
+        print(f"wrote {out}", flush=True)
+        return 0
 
     import torch
 
     torch.set_num_threads(args.threads)
-    cv2.setNumThreads(1)
-    dirs = [Path(d) for d in args.data if Path(d).is_dir()]
-    samples = build_dataset(dirs, Path(args.cache), args.stride, args.min_aperture, args.max_frames,
-                            ("grid_s1_",), args.grid_clips)
-    print(f"{sum(s['n'] for s in samples)} samples from {len(samples)} clips", flush=True)
-    if args.extract_only:
-        return 0
     net, log, val, n_train, n_val = train(samples, args.minutes, args.seed, args.batch, args.val_people,
                                           args.min_area)
-    out = Path(args.out)
+    out = Path(args.out or it.ONNX_PATH)
     export(net, out)
     manifest = {
         "model": ("mouth interior U-Net (widths 24-48-96), input 12x48x64 (mask, lip and skin colour, "
-                  "coordinates, procedural interior), output RGB 0..1 = lip colour x (procedural / lip colour + learned gain correction)"),
-        "train_command": "python -m lipdub.photo.train_interior " + " ".join(argv or __import__("sys").argv[1:]),
+                  "coordinates, procedural interior), output RGB 0..1 = lip colour x (procedural / lip "
+                  "colour + learned gain correction)"),
+        "train_command": command,
         "seed": args.seed, "minutes": args.minutes, "batch": args.batch, "stride": args.stride,
         "min_aperture": args.min_aperture, "min_area": args.min_area, "n_train": n_train, "n_val": n_val,
-        "validation_people": val, "log": log,
-        "data": [{"folder": s["folder"], "file": s["file"], "sha256": s["sha256"], "samples": s["n"]}
-                 for s in samples],
-        "licence": ("Weights trained on clips from ../shared/data (public research repositories, "
-                    "licences per their SOURCES.tsv) and ../shared/extra (research corpora GRID, LRS2, "
-                    "LRS3, VoxCeleb2, LRW, MEAD; spectre samples CC-BY-NC-SA): research use only. "
-                    "Retrain on your own data with the command above (--data DIR ...) for other use."),
+        "validation_people": val, "log": log, "data": _data_manifest(samples), "licence": LICENCE,
     }
     out.with_name(it.MANIFEST_PATH.name).write_text(json.dumps(manifest, indent=1))
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)", flush=True)
