@@ -109,6 +109,27 @@ def test_raw_video_is_prepared_trained_and_cached(talking_clip, speech_wav, tmp_
     assert (tmp_path / "b.mp4").exists()
 
 
+def test_raw_video_is_dubbed_with_no_training(talking_clip, speech_wav, tmp_path):
+    """The default path: prepare (cached by hash) builds the mouth bank; generate trains nothing."""
+    from lipdub.audio import load_audio
+    from lipdub.pipeline import generate
+    from lipdub.video import probe
+
+    out = generate(talking_clip, speech_wav, tmp_path / "a.mp4", GenerateOptions(cache_dir=str(tmp_path / "c")))
+    (folder,) = list((tmp_path / "c").iterdir())
+    assert (folder / "render_bank.npz").exists()
+    assert not (folder / "renderer.onnx").exists() and not (folder / "renderer.pt").exists()
+    info = probe(out)
+    assert info.has_audio and abs(info.duration - len(load_audio(speech_wav)) / 16000) <= 1.5 / 25
+
+
+def test_a_trained_network_is_used_only_if_present(tiny_avatar):
+    from lipdub.render.runtime import Renderer
+
+    assert Renderer.load(tiny_avatar).use_network
+    assert not Renderer.load(tiny_avatar, use_network=False).use_network
+
+
 def test_mouth_bank_from_an_older_point_set_is_rebuilt(tiny_avatar, tmp_path):
     """A bank saved with fewer warp points (an older lipdub) is rebuilt on load, not a crash."""
     import shutil

@@ -164,6 +164,8 @@ class FaceTracker:
         self._roi: tuple[int, int, int] | None = None
         self._roi_misses = 0
         self._frames_since_search = self.search_every  # search on the first faceless frame
+        self.redetect_every = 5  # faces_in: a still-image look for new faces every N frames
+        self._frames_since_detect = 0
         self._search_interval = self.search_every
         self._warmed_up = False
         self._last_centre: np.ndarray | None = None
@@ -241,6 +243,16 @@ class FaceTracker:
         frame = np.asarray(frame_rgb)
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 frame (H, W, 3), got {frame.dtype} {frame.shape}")
+        if self._roi is not None and self.mode == "video":
+            # Following one small face in a crop: now and then look at the whole frame, where
+            # larger faces (or several) may have appeared.
+            self._frames_since_detect += 1
+            if self._frames_since_detect >= self.redetect_every:
+                self._frames_since_detect = 0
+                whole = self._faces(self._still_mesh(), frame)
+                if whole:
+                    self._drop_roi()
+                    return whole
         if self._roi is not None:
             if self._roi_mesh is None:
                 self._roi_mesh = self._new_mesh(static=False, max_faces=1)
@@ -255,6 +267,17 @@ class FaceTracker:
                 return []
             self._drop_roi()
         faces = self._faces(self._mesh, frame)
+        self._frames_since_detect += 1
+        if self.mode == "video" and (not faces or self._frames_since_detect >= self.redetect_every):
+            # MediaPipe's tracking graph, once it has lost its faces (or holds some), does not
+            # reliably pick up faces that appear later: look with a still-image pass, and when it
+            # sees more, start the tracking graph afresh (it detects on its first frame).
+            self._frames_since_detect = 0
+            fresh = self._faces(self._still_mesh(), frame)
+            if len(fresh) > len(faces):
+                faces = fresh
+                self._mesh.close()
+                self._mesh = self._new_mesh(static=False, max_faces=self.max_faces)
         self._frames_since_search += 1
         if not faces and (self.mode == "image" or self._frames_since_search >= self._search_interval):
             self._frames_since_search = 0
@@ -266,6 +289,11 @@ class FaceTracker:
         if faces:
             self._search_interval = self.search_every
         return faces
+
+    def _still_mesh(self):
+        if self._search_mesh is None:
+            self._search_mesh = self._new_mesh(static=True, max_faces=self.max_faces)
+        return self._search_mesh
 
     def restart(self) -> None:
         """Forget every face followed so far (call at a cut: the next frame is a new view, and
@@ -290,10 +318,8 @@ class FaceTracker:
     def _search(self, frame: np.ndarray) -> list[np.ndarray]:
         """Faces in overlapping crops, from the coarsest level of crops that shows any."""
         for level in zoom.search_levels(*frame.shape[:2]):
-            if self._search_mesh is None:
-                self._search_mesh = self._new_mesh(static=True, max_faces=self.max_faces)
             faces = [face for x0, y0, side in level
-                     for face in self._faces(self._search_mesh, frame[y0:y0 + side, x0:x0 + side], x0, y0)]
+                     for face in self._faces(self._still_mesh(), frame[y0:y0 + side, x0:x0 + side], x0, y0)]
             if faces:
                 return zoom.distinct_faces(faces)
         return []

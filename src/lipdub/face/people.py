@@ -165,8 +165,8 @@ def group_people(tracks: list[Track], threshold: float = SAME_PERSON) -> int:
 def choose_person(tracks: list[Track], face_index: int | None = None,
                   face_point: tuple[float, float] | None = None,
                   frame_size: tuple[int, int] = (1, 1)) -> int | None:
-    """The person to dub: the N-th face from the left (first frame with N+1 faces), the face
-    nearest ``face_point`` (fractions of the frame; first frame with a face), or by default the
+    """The person to dub: the N-th face from the left (first frame with N+1 faces), the first face
+    that covers ``face_point`` (fractions of the frame; else the nearest face), or by default the
     largest face among the people on screen at least a quarter as long as the longest one."""
     if not tracks:
         return None
@@ -174,22 +174,29 @@ def choose_person(tracks: list[Track], face_index: int | None = None,
     for tr in tracks:
         for f, lm in zip(tr.frames, tr.landmarks):
             by_frame.setdefault(f, []).append((lm, tr))
-    if face_index is not None or face_point is not None:
+    if face_index is not None:
         for f in sorted(by_frame):
-            faces = by_frame[f]
-            if face_index is not None:
-                if len(faces) > face_index:
-                    faces = sorted(faces, key=lambda ft: float(_box(ft[0])[0][0]))
-                    return faces[face_index][1].person
-                continue
-            point = np.array(face_point, np.float32) * np.array(frame_size, np.float32)
-
-            def gap(ft):
-                lo, hi = ft[0][:, :2].min(0), ft[0][:, :2].max(0)
-                return float(np.linalg.norm(np.maximum(0, np.maximum(lo - point, point - hi))))
-
-            return min(faces, key=gap)[1].person
+            if len(by_frame[f]) > face_index:
+                faces = sorted(by_frame[f], key=lambda ft: float(_box(ft[0])[0][0]))
+                return faces[face_index][1].person
         return None
+    if face_point is not None:
+        point = np.array(face_point, np.float32) * np.array(frame_size, np.float32)
+
+        def gap(ft):  # distance from the point to the face's box (0 inside)
+            lo, hi = ft[0][:, :2].min(0), ft[0][:, :2].max(0)
+            return float(np.linalg.norm(np.maximum(0, np.maximum(lo - point, point - hi))))
+
+        # The first face that covers the point; if none ever does, the nearest one.
+        best = None
+        for f in sorted(by_frame):
+            for ft in by_frame[f]:
+                d = gap(ft)
+                if d == 0:
+                    return ft[1].person
+                if best is None or d < best[0]:
+                    best = (d, ft[1].person)
+        return best[1]
     people: dict[int, list[Track]] = {}
     for tr in tracks:
         people.setdefault(tr.person, []).append(tr)
