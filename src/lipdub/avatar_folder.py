@@ -232,13 +232,42 @@ class Avatar:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise InputError(f"{path / MANIFEST_NAME} is unreadable: {exc}") from None
         version = manifest.get("format_version") if isinstance(manifest, dict) else None
+        if isinstance(version, int) and version > FORMAT_VERSION:
+            raise InputError(f"{path} was made by a newer lipdub (avatar format {version}; this one "
+                             f"reads format {FORMAT_VERSION}): upgrade lipdub, or prepare it again")
         if version != FORMAT_VERSION:
             raise InputError(f"{path} is an avatar of format {version!r}; this lipdub reads format "
                              f"{FORMAT_VERSION}: prepare it again")
         keys = ("fps", "n_frames", "width", "height")
         if any(key not in manifest for key in keys):
             raise InputError(f"{path / MANIFEST_NAME} lacks one of {', '.join(keys)}")
-        n = int(manifest["n_frames"])
+        try:
+            n = int(manifest["n_frames"])
+            if n < 1 or not float(manifest["fps"]) > 0 or min(int(manifest["width"]), int(manifest["height"])) < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise InputError(f"{path / MANIFEST_NAME} is damaged: fps, n_frames, width and height "
+                             "must be positive numbers") from None
+        # Archives, JSON and models cut short (a failed copy) are named now, not met as a
+        # parser's traceback halfway through a job.
+        for side in sorted(path.glob("*.npz")) + sorted(path.glob("*.json")) + sorted(path.glob("*.onnx")):
+            try:
+                if side.suffix == ".npz":
+                    import zipfile
+
+                    if not zipfile.is_zipfile(side):
+                        raise ValueError("truncated or not an npz archive")
+                elif side.suffix == ".json":
+                    json.loads(side.read_text())
+                else:
+                    import onnx
+
+                    onnx.load_model(str(side), load_external_data=False)
+            except ImportError:
+                pass  # no onnx package: onnxruntime's own error will have to do
+            except Exception as exc:  # protobuf's DecodeError, JSONDecodeError, ...
+                raise InputError(f"avatar {path} is damaged: {side.name} is unreadable "
+                                 f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
         arrays = {}
         optional = {k: v for k, v in _OPTIONAL_ARRAYS.items() if (path / v).is_file()}
         for name, filename in {**_ARRAY_FILES, **optional}.items():
