@@ -223,3 +223,20 @@ def test_prepare_photo_writes_a_photo_avatar(face_png, tmp_path):
     # Stored landmarks are the exact warp targets: they move (head motion), unsmoothed.
     assert np.ptp(again.landmarks[:, 1, 0]) > 0.1
     np.testing.assert_array_equal(again.landmarks, again.raw_landmarks)
+
+
+def test_photo_with_shut_eyes_is_not_blinked(photo, still_tracker):
+    """A photo whose eyes are already shut keeps them as they are: no squeeze, no painted lid
+    (which only rings a closed eye with inpainted skin)."""
+    from lipdub.photo.idle import blink_gain, make_idle_template
+
+    image, landmarks = photo
+    assert blink_gain(landmarks) == 1.0
+    open_tmpl = make_idle_template(image, landmarks, seconds=6, seed=0, head_motion=0, breathing=0)
+    shut = open_tmpl.frame(int(np.argmax(open_tmpl.closure)))   # the astronaut mid-blink, as a photo
+    shut_lm = still_tracker.track(shut)
+    assert shut_lm is not None and blink_gain(shut_lm) == 0.0
+    tmpl = make_idle_template(shut, shut_lm, seconds=6, seed=0, head_motion=0, breathing=0)
+    assert tmpl.closure.max() == 0
+    for i in range(0, tmpl.n_frames, 25):
+        assert np.array_equal(tmpl.frame(i), shut)

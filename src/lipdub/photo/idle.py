@@ -133,13 +133,26 @@ def close_eyes(landmarks: np.ndarray, closure: float) -> np.ndarray:
         meet = top + LID_MEET * gap
         # Only points near this eye: in front of/behind the corners the lid gap is 0 anyway.
         near = (u > -0.5 * width) & (u < 1.5 * width) & (v > -1.2 * width) & (v < 1.0 * width)
-        above = np.clip((top - v) / (0.9 * width), 0, 1)
+        # The lid skin up to the crease follows; the brow (often only ~0.4 eye widths up) stays put.
+        above = np.clip((top - v) / (0.35 * width), 0, 1)
         below = np.clip((v - bottom) / (0.5 * width), 0, 1)
         dv = np.where(v <= top, (meet - top) * (1 - above) ** 2,
                       np.where(v >= bottom, (meet - bottom) * (1 - below) ** 2, meet - v))
         dv = closure * dv * near
         out[:, :2] += (dv[:, None] * ey[None]).astype(np.float32)
     return out
+
+
+#: Eye openness (EAR) below which a photo's eyes count as shut, and above which they blink fully.
+SHUT_EAR, OPEN_EAR = 0.13, 0.2
+
+
+def blink_gain(landmarks: np.ndarray) -> float:
+    """0 for a photo whose eyes are already shut (or nearly), 1 for open eyes, a ramp between."""
+    from lipdub.face.geometry import eye_aspect_ratio
+
+    ear = (float(eye_aspect_ratio(landmarks, "left")) + float(eye_aspect_ratio(landmarks, "right"))) / 2
+    return float(np.clip((ear - SHUT_EAR) / (OPEN_EAR - SHUT_EAR), 0, 1))
 
 
 def _rigid(points: np.ndarray, pivot: np.ndarray, angle: float, shift: np.ndarray) -> np.ndarray:
@@ -220,21 +233,29 @@ def paint_lids(frame: np.ndarray, open_lm: np.ndarray, closed_lm: np.ndarray, cl
         lid = cv2.inpaint(patch, hole, max(2.0, 0.2 * width), cv2.INPAINT_TELEA).astype(np.float32)
         band = (cv2.dilate(hole, np.ones((3, 3), np.uint8), iterations=2) > 0) & (hole == 0)
         luma = patch[band].astype(np.float32).mean(axis=1)
-        dark = patch[band][luma <= np.percentile(luma, 10)].astype(np.float32).mean(axis=0)
+        # The lashes' own colour: the darkest few pixels around the eye.
+        dark = patch[band][luma <= np.percentile(luma, 4)].astype(np.float32).mean(axis=0)
         soft = cv2.GaussianBlur(hole.astype(np.float32), (0, 0), max(0.7, 0.07 * width))
         alpha = (weight * np.clip(soft * 1.4, 0, 1))[..., None]
         out = patch.astype(np.float32) * (1 - alpha) + lid * alpha
-        # Lash line: an arc from corner to corner through where the lids met, sagging a little.
+        # Lash line: an arc from corner to corner through where the lids met, sagging a little,
+        # thickest in the middle and tapering to the corners (drawn 4x supersampled: no stairs).
         c0, c1 = closed_lm[ring[0], :2], closed_lm[ring[len(ring) // 2], :2]
         meet = closed_lm[list(ring_halves(ring)[1]), :2].mean(axis=0)
-        t = np.linspace(0, 1, 12)[:, None]
+        t = np.linspace(0, 1, 24)[:, None]
         mid = meet + np.array([0.0, 0.06 * width])
         arc = (1 - t) ** 2 * c0 + 2 * t * (1 - t) * (2 * mid - (c0 + c1) / 2) + t ** 2 * c1
-        lashes = np.zeros(patch.shape[:2], np.float32)
-        cv2.polylines(lashes, [np.round((arc - [x0, y0]) * 16).astype(np.int32)], False, 1.0,
-                      max(1, int(round(0.07 * width))), cv2.LINE_AA, shift=4)
-        lashes = cv2.GaussianBlur(lashes, (0, 0), 0.5)[..., None] * (weight * 0.8)
-        out = out * (1 - lashes) + np.minimum(dark, 0.55 * lid) * lashes
+        ss = 4
+        lashes = np.zeros((patch.shape[0] * ss, patch.shape[1] * ss), np.float32)
+        pts = (arc - [x0, y0]) * ss
+        for k in range(len(pts) - 1):
+            taper = np.sin(np.pi * (k + 0.5) / (len(pts) - 1)) ** 0.6
+            thick = max(1, int(round(ss * 0.05 * width * taper)))
+            cv2.line(lashes, tuple(np.round(pts[k] * 16).astype(int)), tuple(np.round(pts[k + 1] * 16).astype(int)),
+                     1.0, thick, cv2.LINE_AA, shift=4)
+        lashes = cv2.resize(lashes, (patch.shape[1], patch.shape[0]), interpolation=cv2.INTER_AREA)
+        lashes = np.clip(lashes, 0, 1)[..., None] * (weight * 0.85)
+        out = out * (1 - lashes) + np.minimum(dark, 0.45 * lid) * lashes
         frame[y0:y1, x0:x1] = np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -272,6 +293,9 @@ def make_idle_template(image: np.ndarray, landmarks: np.ndarray, seconds: float 
     ring_w = np.array(RING_WEIGHTS, np.float64)[mesh.ring_index][:, None]
 
     closure = blink_schedule(n, opts.fps, opts.seed) if opts.blink else np.zeros(n, np.float32)
+    # A photo with shut or downcast eyes has nothing to blink: squeezing and repainting an eye
+    # that is already closed only smears its lashes into a painted ring.
+    closure = closure * blink_gain(lm)
     # Head: a couple of degrees of roll about the neck and ~1-3 px of drift, scaled by the face.
     scale = opts.head_motion * iod / 60.0
     angle = _cosines(n, opts.fps, rng, np.deg2rad(1.2) * opts.head_motion)
