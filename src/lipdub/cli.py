@@ -21,8 +21,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     from lipdub.avatar import PrepareOptions, prepare
 
     try:
-        options = PrepareOptions(fps=args.fps, smooth=args.smooth, face_index=args.face,
-                                 max_size=args.max_size)
+        index, point = (args.face if isinstance(args.face, tuple) else (args.face, None))
+        options = PrepareOptions(fps=args.fps, smooth=args.smooth, face_index=index,
+                                 face_point=point, max_size=args.max_size)
     except ValueError as exc:
         raise LipdubError(f"invalid option: {exc}") from None
     from lipdub.photo.prepare import PhotoOptions
@@ -33,7 +34,28 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     m = avatar.manifest
     print(f"prepared {avatar.path}: {avatar.n_frames} frames {avatar.width}x{avatar.height} "
           f"at {avatar.fps:g} fps in {m['prepare_seconds']:.1f} s ({m['prepare_fps']:.1f} frames/s)")
+    if "shots" in m:
+        print(f"  {m['shots']} shot(s), {m['people']} person(s); dubbing person {m['dubbed_person']} "
+              f"in {m['frames_dubbed']} frames, the other {avatar.n_frames - m['frames_dubbed']} "
+              "pass through untouched")
     return 0
+
+
+def _face_choice(text: str):
+    """`--face N` (N-th face from the left) or `--face X,Y` (the face at that point, fractions)."""
+    try:
+        if "," in text:
+            x, y = (float(v) for v in text.split(","))
+            if not (0 <= x <= 1 and 0 <= y <= 1):
+                raise ValueError
+            return (None, (x, y))
+        value = int(text)
+        if value < 0:
+            raise ValueError
+        return value
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected N (0-based, from the left) or X,Y (fractions 0..1), got {text!r}") from None
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -183,6 +205,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                               workers=args.workers,
                               api_key=args.api_key or os.environ.get("LIPDUB_API_KEY") or None,
                               max_upload_bytes=args.max_upload_mb * 1024 * 1024,
+                              train_on_prepare=args.train_minutes is not None,
                               train_minutes=args.train_minutes, keep_days=args.keep_days,
                               max_data_bytes=args.max_data_mb * 1024 * 1024 if args.max_data_mb else None,
                               min_free_bytes=args.min_free_mb * 1024 * 1024,
@@ -323,8 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, default=25.0, help="frame rate of the avatar (default 25)")
     p.add_argument("--smooth", type=int, default=5,
                    help="landmark smoothing window in frames, centred; 1 = off (default 5)")
-    p.add_argument("--face", type=int, default=None, metavar="N",
-                   help="with several faces, use the N-th from the left (0-based); default: the largest")
+    p.add_argument("--face", type=_face_choice, default=None, metavar="N|X,Y",
+                   help="the person to dub: the N-th face from the left (0-based), or the face at "
+                        "X,Y (fractions of the frame, e.g. 0.7,0.4); default: the largest. Frames "
+                        "without that person's face pass through untouched")
     p.add_argument("--max-size", type=int, default=None, metavar="PX",
                    help="downscale so the longer side is at most PX")
     p.add_argument("--overwrite", action="store_true", help="replace an existing avatar folder")
@@ -349,9 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="P.png", default=None, help="plot both mouth-aperture curves")
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("train", help="train an avatar's mouth renderer",
-                       description="Train the per-avatar renderer on the avatar's own frames and "
-                                   "write a validated ONNX model into AVATAR_DIR.")
+    p = sub.add_parser("train", help="optional: train an avatar's U-Net mouth refinement",
+                       description="Optional refinement: train a small U-Net on the avatar's own "
+                                   "frames to correct the warped real mouth, and write a validated "
+                                   "ONNX model into AVATAR_DIR (generate then uses it). Without it "
+                                   "generate works at once from the mouth bank made by prepare.")
     p.add_argument("avatar", metavar="AVATAR_DIR", help="a folder made by `lipdub prepare`")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, default=None, help="training time budget (default 15)")
@@ -370,8 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="dub speech audio onto an avatar",
                        description="Write OUT.mp4: the avatar (a prepared folder, or a raw video, "
-                                   "prepared and trained once and cached) saying the audio.")
-    p.add_argument("--avatar", required=True, help="avatar folder, or a video to prepare+train first")
+                                   "prepared once and cached; no training) saying the audio.")
+    p.add_argument("--avatar", required=True, help="avatar folder, or a video to prepare first")
     p.add_argument("--audio", required=True, help="speech audio (any ffmpeg-readable file)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
     _add_generate_options(p)
@@ -429,7 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-upload-mb", type=int, default=500, metavar="MB",
                    help="largest request body accepted (default 500)")
     p.add_argument("--train-minutes", type=float, default=None, metavar="MIN",
-                   help="training budget per new avatar (default: the trainer's)")
+                   help="also train the optional U-Net refinement of each new avatar for MIN "
+                        "minutes (default: no training; an avatar is ready once prepared)")
     p.add_argument("--broker", default=os.environ.get("LIPDUB_BROKER"), metavar="URL",
                    help="run jobs on `lipdub worker`s through this Redis (redis://HOST:PORT/0) "
                         "instead of in this process; --data-dir must then be a folder every "

@@ -32,8 +32,9 @@ class ServerConfig:
     max_attempts: int = 2
     #: Seconds a cancelled child process gets to exit on SIGTERM before SIGKILL.
     cancel_grace: float = 2.0
-    #: After preparing an avatar, also train its renderer (when lipdub.render.train exists).
-    train_on_prepare: bool = True
+    #: After preparing an avatar, also train its optional U-Net refinement (when
+    #: lipdub.render.train exists). Off by default: an avatar is ready as soon as it is prepared.
+    train_on_prepare: bool = False
     #: Wall-clock budget of that training (None: the trainer's default).
     train_minutes: float | None = None
     #: Uvicorn log level for serve().
