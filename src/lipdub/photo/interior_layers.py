@@ -167,10 +167,11 @@ def paint_interior(mask: np.ndarray, colours: np.ndarray, scale: int = 1,
         l_len = np.minimum(0.06 * width * length, 0.25 * height) * l_show
         l_top = bottom - l_len
         lower = soft(y - l_top[None]) * (l_len[None] > 0.3)
-        arch = 1 - 0.7 * np.clip((np.abs(u) - 0.2) / 0.5, 0, 1) ** 1.3
+        arch = 1 - 0.55 * np.clip((np.abs(u) - 0.3) / 0.5, 0, 1) ** 1.3
         edge = np.clip((y - l_top[None]) / np.maximum(l_len[None], 1), 0, 1)
-        shade = arch[None] * (0.7 + 0.3 * edge) * (1 - 0.3 * gap[None])
-        lower_img = teeth_rgb[None, None] * shade[..., None] * 0.85
+        # Lower teeth are lit from above like the upper ones, a little dimmer (further back).
+        shade = arch[None] * (0.85 + 0.15 * edge) * (1 - 0.22 * gap[None])
+        lower_img = teeth_rgb[None, None] * shade[..., None] * 0.95
         img = img * (1 - lower[..., None]) + lower_img * lower[..., None]
 
     # Upper teeth: hang from the upper lip, most of a small opening, a fixed crown length in a wide one.
