@@ -464,3 +464,47 @@ def test_writer_rejects_bad_frames_and_options(clips, tone_wav):
     with pytest.raises(InputError, match="no audio stream"):
         VideoWriter(clips / "x.mp4", W, H, audio=clips / "h264.mp4")
     assert not (clips / "x.mp4.partial.mp4").exists()
+
+
+# ------------------------------------------------------------------------- checking what is written
+
+def test_audio_shorter_than_a_frame_never_leaves_a_video_without_a_picture(clips):
+    """ffmpeg (-shortest) exits 0 and writes a file with no video stream for 10 ms of audio:
+    the writer's check refuses it and leaves nothing, and an older file in its place survives."""
+    short = clips / "10ms.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=0.01", "-ar", "16000", str(short))
+    out = clips / "sub_frame.mp4"
+    out.write_bytes(b"older")
+    with pytest.raises(OutputError, match="has no video frames"):
+        write_video([marked(100)], out, audio=short)
+    assert out.read_bytes() == b"older" and not list(clips.glob("sub_frame*.partial*"))
+
+
+def test_a_video_shorter_than_the_expected_length_is_refused(clips, tone_wav):
+    out = clips / "too_short.mp4"
+    with pytest.raises(OutputError, match=r"0\.800 s of video, not the expected 1\.300 s"):
+        write_video([marked(80)] * 20, out, audio=tone_wav, expected_seconds=1.3)
+    assert not out.exists() and not list(clips.glob("too_short*"))
+    n = round(1.3 * 25)  # the right number of frames passes, within a frame of the audio
+    write_video([marked(80)] * n, out, audio=tone_wav, expected_seconds=1.3)
+    assert probe(out).n_frames == n
+
+
+def test_verify_output_names_what_is_missing(clips, tone_wav, h264_clip):
+    info = video.verify_output(h264_clip, None, 25.0, audio=False)
+    assert info.has_video
+    with pytest.raises(OutputError, match="no audio track"):
+        video.verify_output(h264_clip, None, 25.0, audio=True)
+    with pytest.raises(OutputError, match="no video frames"):
+        video.verify_output(tone_wav, None, 25.0, audio=True)
+    junk = clips / "junk.mp4"
+    junk.write_bytes(b"\0\0\0\x18ftypmp42" + b"\0" * 100)
+    with pytest.raises(OutputError, match="unreadable"):
+        video.verify_output(junk, 1.0, 25.0)
+
+
+def test_output_under_a_file_is_refused_before_any_work(clips):
+    blocker = clips / "plain_file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="plain_file is a file, not a folder"):
+        VideoWriter(blocker / "sub" / "o.mp4", 16, 16)

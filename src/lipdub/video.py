@@ -374,6 +374,9 @@ class VideoWriter:
         """Fail before any work if the output can't be written, by creating the partial file."""
         if self.path.is_dir():
             raise OutputError(f"output is a directory: {self.path}")
+        blocker = next((p for p in self.path.parents if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise OutputError(f"cannot write {self.path}: {blocker} is a file, not a folder")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.partial_path, "wb"):
