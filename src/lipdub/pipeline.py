@@ -21,12 +21,14 @@ and the output raster (``max_size``, ``fps``, ``crf``, ``preset``).
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from lipdub.background import background
 from lipdub.composite import paste
 from lipdub.errors import InputError
 from lipdub.progress import Progress, ProgressFn
@@ -37,6 +39,8 @@ from lipdub.render.train import TrainOptions
 LOOP_MODES = ("pingpong", "wrap")
 #: keep_silence: frames over which the dubbed mouth ramps in/out at the edges of speech.
 SILENCE_RAMP = 3
+#: generate: finished frames queued between the render thread and the encoder's pipe.
+RENDER_AHEAD = 8
 
 
 @dataclass(frozen=True)
@@ -414,8 +418,9 @@ def output_size_for(template, options: GenerateOptions) -> tuple[int, int]:
     return output_size(template.width, template.height, options.max_size)
 
 
-def _frames(avatar, template, features, options: GenerateOptions) -> Iterator[np.ndarray]:
-    renderer = load_renderer(avatar, options)
+def _frames(avatar, template, features, options: GenerateOptions,
+            renderer=None) -> Iterator[np.ndarray]:
+    renderer = load_renderer(avatar, options) if renderer is None else renderer
     n_out = features.n_frames
     order = output_order(n_out, template, options, features.fps)
     runs = target_chunks(template, features, n_out, options, order=order)
@@ -471,6 +476,15 @@ def ensure_avatar(video, options: GenerateOptions = GenerateOptions(),
     return avatar
 
 
+def _load_models(avatar, options: GenerateOptions):
+    """The avatar's renderer, with the (cached) motion model loaded beside it."""
+    if options.shapes == "audio":
+        from lipdub.motion import MotionModel
+
+        MotionModel.load()
+    return load_renderer(avatar, options)
+
+
 def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOptions(),
              progress: ProgressFn | None = None) -> Path:
     """Write ``out_path``: the avatar (folder, ``Avatar`` or raw video) saying ``audio_path``.
@@ -490,14 +504,21 @@ def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOp
     if seconds * fps < 1:
         raise InputError(f"{audio_path} holds {1000 * seconds:.0f} ms of audio, shorter than one "
                          f"video frame ({1000 / fps:.0f} ms at {fps:g} fps): nothing to show")
-    features = _features(wav, fps, options, progress)
+    # The renderer and motion model load in a thread while the features are computed
+    # (ONNX Runtime / CTranslate2 / NumPy I/O release the GIL): the first frame comes sooner.
+    with ThreadPoolExecutor(1, thread_name_prefix="lipdub-load") as loader:
+        loading = loader.submit(_load_models, avatar, options)
+        features = _features(wav, fps, options, progress)
+        renderer = loading.result()
     del wav
     width, height = output_size_for(template, options)
     enc = EncodeOptions(fps=fps, crf=options.crf, preset=options.preset)
     with Progress(features.n_frames, "generate", callback=progress) as bar, \
             VideoWriter(out_path, width, height, enc, audio=audio_path,
                         expected_seconds=seconds) as writer:
-        for frame in _frames(avatar, template, features, options):
+        # Rendering runs in a thread a few frames ahead of the encoder's pipe (see background).
+        for frame in background(_frames(avatar, template, features, options, renderer),
+                                depth=RENDER_AHEAD):
             writer.write(frame)
             bar.update(1)
     return Path(out_path)

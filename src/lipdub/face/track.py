@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
-from scipy.signal import savgol_filter
 
 from lipdub.face.geometry import eye_centres
 from lipdub.face.mesh import CHIN, NOSE_TIP
@@ -68,6 +67,8 @@ def smooth_track(track: np.ndarray, window: int, polyorder: int = 2) -> np.ndarr
     fitted = min(window, len(track) if len(track) % 2 else len(track) - 1)
     if fitted <= polyorder:
         return track.copy()
+    from scipy.signal import savgol_filter  # here: scipy.signal takes ~0.9 s to import
+
     return savgol_filter(track, fitted, polyorder, axis=0, mode="interp").astype(np.float32)
 
 

@@ -16,7 +16,6 @@ cheap and exactly matches what the benchmark measures.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import savgol_filter
 
 from lipdub.face import (INNER_LIP_PAIRS, JAW, LIPS_INNER, LIPS_OUTER, STABLE_POINTS,
                          canonical_align, inter_ocular, mouth_aperture)
@@ -112,6 +111,8 @@ def smooth_offsets(offsets: np.ndarray, window: int = 5) -> np.ndarray:
     """Light Savitzky-Golay smoothing of a target track: removes tracker jitter, keeps closures."""
     if len(offsets) < window or window < 3:
         return offsets
+    from scipy.signal import savgol_filter  # here: scipy.signal takes ~0.9 s to import
+
     return savgol_filter(offsets, window, 2, axis=0).astype(np.float32)
 
 

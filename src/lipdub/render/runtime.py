@@ -19,6 +19,7 @@ import numpy as np
 from lipdub.errors import MissingDependencyError
 from lipdub.render.condition import (CHIN_IDX, CONTEXT_IDX, WARP_IDX, crop, face_weight, int_box,
                                      masks, neck_points, network_input, shape_points, to_crop)
+from lipdub.render.colour import ring_shift, shifted
 from lipdub.render.export import ONNX_FILE, read_meta
 from lipdub.render.reference import BANK_FILE, ReferenceBank
 from lipdub.render.warp import follow_jaw, warp
@@ -46,15 +47,13 @@ def join_jaw(face: np.ndarray, template: np.ndarray, own_crop: np.ndarray, targe
     pins, _ = neck_points(own_crop, target_crop, r)
     neck = follow_jaw(template, own_crop[CHIN_IDX, :2], target_crop[CHIN_IDX, :2], pins,
                       own_crop[CONTEXT_IDX, :2])
-    w = face_weight(target_crop, r)[..., None]
-    f = face.astype(np.float32)
+    w = face_weight(target_crop, r)
     a = alpha if alpha.shape[0] == r else cv2.resize(alpha, (r, r), interpolation=cv2.INTER_LINEAR)
-    ring = (a > _RING[0]) & (a < _RING[1]) & (w[..., 0] > 0.5)
-    if ring.sum() >= 16:
-        shift = template[ring].astype(np.float32).mean(0) - f[ring].mean(0)
-        f += np.clip(shift, -_MAX_SHIFT, _MAX_SHIFT)
-    out = w * f + (1.0 - w) * neck.astype(np.float32)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    ring = (a > _RING[0]) & (a < _RING[1]) & (w > 0.5)
+    # uint8 throughout (a lookup-table shift, one blend pass): float copies of the whole crop
+    # cost more than the warps.
+    f = shifted(face, ring_shift(face, template, ring, _MAX_SHIFT))
+    return cv2.blendLinear(f, np.ascontiguousarray(neck), w, 1.0 - w)
 
 
 @dataclass
@@ -128,7 +127,6 @@ class Renderer:
         """
         size = self.size
         b = len(frames)
-        tmpl = np.stack([crop(f, box, size) for f, box in zip(frames, boxes)])
         tgt_lm = np.stack([to_crop(lm, box, size) for lm, box in zip(target_landmarks, boxes)])
         own_lm = np.stack([to_crop(lm, box, size) for lm, box in zip(template_landmarks, boxes)])
         tgt_pts = np.stack([shape_points(lm) for lm in tgt_lm])
@@ -139,6 +137,9 @@ class Renderer:
         # warped there, and only the network's (smooth) correction is upsampled.
         side = min(int_box(boxes[0])[2] - int_box(boxes[0])[0], MAX_RENDER_SIDE)
         full = self.bank.full is not None and side > size
+        # Network-free at full resolution, nothing looks at the small crops: skip making them.
+        small = self.session is not None or not full
+        tmpl = np.stack([crop(f, box, size) for f, box in zip(frames, boxes)]) if small else None
         bank_scale = self.bank.full_size / size
         x = np.empty((b, 10, size, size), np.float32)
         alphas = np.empty((b, size, size), np.float32)
@@ -149,7 +150,7 @@ class Renderer:
                 ref_full = warp(self.bank.full_crop(r), self.bank.points[r] * bank_scale,
                                 tgt_pts[i] * (side / size), size=side)
                 refs_full.append(ref_full)
-                ref = cv2.resize(ref_full, (size, size), interpolation=cv2.INTER_AREA)
+                ref = cv2.resize(ref_full, (size, size), interpolation=cv2.INTER_AREA) if small else None
             else:
                 ref = warp(self.bank.crops[r], self.bank.points[r], tgt_pts[i])
             _, band = neck_points(own_lm[i], tgt_lm[i], size)
@@ -157,10 +158,10 @@ class Renderer:
             hidden, alphas[i] = masks([tgt_lm[i], own_lm[i]], size, [jaw])
             if self.session is not None:
                 x[i] = network_input(ref, tmpl[i], tgt_lm[i], hidden)
-            else:  # only the warped mouth is used: skip drawing the network's other inputs
+            elif small:  # only the warped mouth is used: skip drawing the network's other inputs
                 x[i, :3] = ref.transpose(2, 0, 1).astype(np.float32) / 255.0
         out = np.empty((b, 3, size, size), np.float32)
-        for s in range(0, b, self.batch_size):
+        for s in range(0, b if small else 0, self.batch_size):
             xs = x[s:s + self.batch_size]
             out[s:s + len(xs)] = self.session.run(None, {"x": xs})[0] if self.session else xs[:, :3]
         if not full:
@@ -168,12 +169,15 @@ class Renderer:
             for i in range(b):
                 crops[i] = join_jaw(crops[i], tmpl[i], own_lm[i], tgt_lm[i], alphas[i])
             return RenderedChunk(crops, alphas, tmpl, np.asarray(references))
-        residual = (out - x[:, :3]).transpose(0, 2, 3, 1) * 255.0
+        residual = (out - x[:, :3]).transpose(0, 2, 3, 1) * 255.0 if self.session is not None else None
         crops = np.empty((b, side, side, 3), np.uint8)
         tmpl_full = np.empty((b, side, side, 3), np.uint8)
         for i in range(b):
-            up = cv2.resize(residual[i], (side, side), interpolation=cv2.INTER_LINEAR)
-            face = np.clip(np.rint(refs_full[i] + up), 0, 255).astype(np.uint8)
+            if residual is None:  # network-free: the warped real mouth as it is
+                face = refs_full[i]
+            else:
+                up = cv2.resize(residual[i], (side, side), interpolation=cv2.INTER_LINEAR)
+                face = np.clip(np.rint(refs_full[i] + up), 0, 255).astype(np.uint8)
             tmpl_full[i] = crop(frames[i], boxes[i], side)
             k = side / size
             crops[i] = join_jaw(face, tmpl_full[i], own_lm[i] * k, tgt_lm[i] * k, alphas[i])
