@@ -160,6 +160,8 @@ class Worker:
         try:
             self._emit(msg, "started")
             state, error, result = self._run(msg, root)
+            if error:  # this worker's scratch folder means nothing to a client
+                error = error.replace(f"{root}{os.sep}", "")
             if state != "superseded":
                 self._emit(msg, "finished", state=state, error=error, result=result)
             log.info("job %s %s%s", job_id, state, f": {error}" if error else "")

@@ -158,6 +158,8 @@ class LocalQueue:
         log.info("job %s (%s) started", job_id, job["kind"])
         runner = self._run_in_process if self.isolation == "process" else self._run_in_thread
         state, error, result = runner(fn, spec)
+        if error:  # the server's own folders mean nothing to a client: name its files only
+            error = error.replace(f"{self.data_dir}{os.sep}", "")
         if state == "requeue":
             self._durably(job_id, self.store.requeue, job_id, "re-queued: the server stopped")
         else:
