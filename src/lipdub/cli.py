@@ -397,7 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="dub speech audio onto an avatar",
                        description="Write OUT.mp4: the avatar (a prepared folder, or a raw video, "
-                                   "prepared once and cached; no training) saying the audio.")
+                                   "prepared once and cached; no training) saying the audio. Audio "
+                                   "shorter than one video frame (40 ms at 25 fps) is refused with "
+                                   "an error; a WAV cut short (its data ends before its header "
+                                   "says) is dubbed as far as it goes, with a warning. The video is "
+                                   "checked before it replaces OUT.mp4 (video frames, audio, the "
+                                   "audio's length within one frame): otherwise nothing is written "
+                                   "and the exit status is non-zero.")
     p.add_argument("--avatar", required=True, help="avatar folder, or a video to prepare first")
     p.add_argument("--audio", required=True, help="speech audio (any ffmpeg-readable file)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="video to write")
