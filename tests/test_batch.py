@@ -145,3 +145,20 @@ def test_batch_through_a_broker(avatar, audio_dir, tmp_path, capsys):
 
     assert is_complete(tmp_path / "out/a.mp4", audio_dir / "line0.wav")
     assert probe(tmp_path / "out/a.mp4").width == 128 and probe(tmp_path / "out/b.mp4").width == 64
+
+
+def test_a_broken_result_from_a_worker_is_not_saved_as_done(tmp_path, speech_wav, talking_clip):
+    """Copying a worker's result goes through the writers' check: a cut file fails the item."""
+    from lipdub.batch import BatchItem, _collect
+
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(talking_clip.read_bytes()[:2000])
+
+    class Client:
+        def result_path(self, job):
+            return cut
+
+    item = BatchItem("a", str(speech_wav), str(tmp_path / "out" / "o.mp4"))
+    result = _collect(Client(), {"state": "done"}, item, 1.0)
+    assert result.status == "failed" and "cannot save the result" in result.error
+    assert not list((tmp_path / "out").iterdir())

@@ -360,9 +360,20 @@ def _collect(client, job: dict, item: BatchItem, seconds: float) -> ItemResult:
     src = client.result_path(job)
     if src is None or not src.is_file():
         return ItemResult(item, "failed", "the worker reported no output file", seconds)
+    from lipdub.errors import LipdubError
+    from lipdub.video import probe, verify_output
+
     out = Path(item.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f"{out.name}.partial{out.suffix or '.mp4'}")
-    shutil.copyfile(src, partial)
-    os.replace(partial, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, partial)
+        # The same check every writer makes: a copy cut short (full disk) never looks finished.
+        audio = probe(item.audio)
+        verify_output(partial, audio.audio_duration or None, probe(partial).fps or 25.0, name=out)
+        os.replace(partial, out)
+    except (OSError, LipdubError) as exc:
+        partial.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or str(exc)
+        return ItemResult(item, "failed", f"cannot save the result to {out}: {reason}", seconds)
     return ItemResult(item, "done", None, seconds)
