@@ -165,3 +165,17 @@ def test_a_video_without_any_usable_face_fails_clearly(tmp_path):
     with pytest.raises(NoFaceError, match="no face found"):
         prepare(clip, tmp_path / "none")
     assert not (tmp_path / "none").exists()
+
+
+def test_streaming_never_draws_where_there_is_no_face(edited, speech_wav):
+    from lipdub.audio import load_audio
+    from lipdub.stream import paced_chunks, stream
+
+    _, _, av = edited
+    wav = load_audio(speech_wav)[: int(av.n_frames / 25 * 16000)]
+    seen = 0
+    for f in stream(av, paced_chunks(wav, 0.2)):
+        if av.dub_weight[f.template_index] == 0:
+            np.testing.assert_array_equal(f.image, av.frame(f.template_index))
+            seen += 1
+    assert seen > 10

@@ -338,7 +338,7 @@ def render_frames(renderer, template, order_and_targets, options: GenerateOption
                     run = run[1:]
                 picked = np.asarray(run)
                 dubbed = draw_mouths(renderer, template, [tmpl[j] for j in picked], idx[picked],
-                                     lm_run[s:s + options.chunk][picked])
+                                     lm_run[s:s + options.chunk][picked], face_weights=False)
                 for j, frame in zip(picked, dubbed):
                     out[j] = frame if int(j) not in keep else blend(keep[int(j)], frame, float(w[j]))
             previous = int(idx[drawn[-1]])
@@ -363,12 +363,27 @@ def _sequences(idx: np.ndarray, drawn: np.ndarray, shots, previous: int | None) 
 
 
 def draw_mouths(renderer, template, frames_in: list[np.ndarray], idx: np.ndarray,
-                targets: np.ndarray) -> list[np.ndarray]:
+                targets: np.ndarray, face_weights: bool = True) -> list[np.ndarray]:
     """Template frames with their mouths moved to ``targets`` (template pixels, ``(B, 478, 3)``).
 
-    Footage avatars: the per-avatar U-Net draws mouth crops, pasted back in place (the frames
-    are modified). Photo avatars have no footage of their mouth to learn from, so a
-    ``PhotoMouthRenderer`` mesh-warps lips and jaw and paints the mouth interior instead."""
+    Footage avatars: the warped real mouth (+ U-Net if trained) is pasted back in place (the
+    frames are modified). Photo avatars have no footage of their mouth, so a
+    ``PhotoMouthRenderer`` mesh-warps lips and jaw and paints the mouth interior instead.
+    ``face_weights``: frames whose template ``dub_weight`` is 0 (no usable face) come back as they
+    are, and those in a fade are blended (False: the caller has applied them)."""
+    own = getattr(template, "dub_weight", None)
+    if face_weights and own is not None:
+        w = np.asarray(own, np.float32)[np.asarray(idx)]
+        if (w < 1).any():
+            out = list(frames_in)
+            drawn = np.flatnonzero(w > 0)
+            if drawn.size:
+                keep = {int(j): frames_in[j].copy() for j in drawn if w[j] < 1}
+                dubbed = draw_mouths(renderer, template, [frames_in[j] for j in drawn],
+                                     np.asarray(idx)[drawn], np.asarray(targets)[drawn], False)
+                for j, frame in zip(drawn, dubbed):
+                    out[j] = blend(keep[int(j)], frame, float(w[j])) if int(j) in keep else frame
+            return out
     if not isinstance(renderer, Renderer):
         return renderer.render_chunk(frames_in, template.landmarks[idx], targets)
     out = renderer.render_chunk(frames_in, template.boxes[idx], template.landmarks[idx], targets)
