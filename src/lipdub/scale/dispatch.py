@@ -196,8 +196,9 @@ class CeleryQueue:
                     log.exception("scale queue pump error")
                     self._stop.wait(1.0)
                 fresh = True
-            except Exception:  # a bug must not stop the pump: log it and go on
+            except Exception:  # a bug, or a store that cannot be written (disk full): go on
                 log.exception("scale queue pump error")
+                fresh = True  # events not acknowledged yet are read again, so none is lost
                 self._stop.wait(1.0)
 
     def _broker_down(self, exc: BaseException) -> None:
