@@ -4,7 +4,9 @@ For each clip: cut it at 75 %, prepare both parts, train the renderer on the fir
 (a) re-render the last part over its own frames with its own tracked mouths (``shapes="template"``)
     and compare with the real frames: mouth-box SSIM / PSNR, sharpness ratio (variance of the
     Laplacian, generated / real), PSNR inside and outside the paste mask; also for the warped real
-    mouth alone (no network), so the network's share is visible;
+    mouth alone (no network: the default renderer, from the bank ``prepare`` builds), so the
+    network's share is visible (``a_network_gain``, same run);
+(c) the same with the mouths the motion model predicts from the held-out speech (``c_motion_*``);
 (b) if the motion model is installed, drive the first part (as template) with the last part's audio
     and correlate the generated mouth aperture with the real one; ``below_chin_mad`` is the mean
     absolute difference (grey levels) between the output and its template frame under the
@@ -59,8 +61,9 @@ def split_clip(src: Path, work: Path, fps: float = 25.0) -> tuple[Path, Path, Pa
     return a, b, wav
 
 
-def reconstruct(train: Avatar, test: Avatar, wav: Path, use_network: bool) -> dict:
-    opts = GenerateOptions(template=str(test.path), shapes="template", use_network=use_network)
+def reconstruct(train: Avatar, test: Avatar, wav: Path, use_network: bool,
+                shapes: str = "template") -> dict:
+    opts = GenerateOptions(template=str(test.path), shapes=shapes, use_network=use_network)
     res = {k: [] for k in ("ssim", "psnr", "sharpness_ratio", "psnr_in_mask", "psnr_out_mask")}
     prev = None
     t_gen, t_real = [], []
@@ -167,6 +170,16 @@ def main(argv=None) -> int:
                  "size": meta["size"],
                  "a_renderer": reconstruct(train, test, wav, True),
                  "a_warp_only": reconstruct(train, test, wav, False)}
+        try:  # the same, with the mouths driven by the held-out speech (the motion model's shapes)
+            entry["c_motion_renderer"] = reconstruct(train, test, wav, True, shapes="audio")
+            entry["c_motion_warp_only"] = reconstruct(train, test, wav, False, shapes="audio")
+        except Exception as exc:  # the motion model may not be installed
+            entry["c_motion"] = {"skipped": f"{type(exc).__name__}: {exc}"}
+        for arm in ("a", "c_motion"):
+            net, free = entry.get(f"{arm}_renderer"), entry.get(f"{arm}_warp_only")
+            if net and free:
+                entry[f"{arm}_network_gain"] = {k: round(net[k] - free[k], 4)
+                                                for k in ("ssim", "psnr", "sharpness_ratio")}
         if not args.no_sync:
             entry["b_motion"] = lip_sync(train, test, wav, work)
         report[name] = entry

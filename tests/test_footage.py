@@ -111,10 +111,14 @@ def test_dubbing_edited_footage_passes_untouched_frames_through(edited, speech_w
 
 
 def test_choosing_the_other_person(edited, tmp_path):
+    from lipdub.pipeline import GenerateOptions, ensure_avatar
+
     clip, truth, _ = edited
-    for options in (PrepareOptions(face_index=1, features=False, bank=False),
-                    PrepareOptions(face_point=(0.8, 0.5), features=False, bank=False)):
-        av = prepare(clip, tmp_path / "b", options, overwrite=True)
+    by_index = prepare(clip, tmp_path / "b", PrepareOptions(face_index=1, features=False, bank=False))
+    # The one-step path (`lipdub generate --avatar raw.mp4 --face 0.8,0.5`), cached per choice.
+    by_point = ensure_avatar(clip, GenerateOptions(face_point=(0.8, 0.5), cache_dir=str(tmp_path / "c")))
+    assert by_point.path.name.endswith("-at0.800,0.500")
+    for av in (by_index, by_point):
         for i, t in enumerate(truth):
             assert (av.dub_weight[i] > 0) == (t["B"] is not None), i
             if t["B"] is not None:

@@ -99,7 +99,11 @@ _GENERATE_ARGS = ("template", "shapes", "mouth_scale", "motion_smooth", "fade_in
 
 
 def _generate_kwargs(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name in _GENERATE_ARGS}
+    kwargs = {name: getattr(args, name) for name in _GENERATE_ARGS}
+    face = getattr(args, "face", None)
+    if face is not None:  # --face N or X,Y: who to dub when the avatar is a raw video
+        kwargs["face_index"], kwargs["face_point"] = face if isinstance(face, tuple) else (face, None)
+    return kwargs
 
 
 def _add_generate_options(p: argparse.ArgumentParser) -> None:
@@ -134,6 +138,9 @@ def _add_generate_options(p: argparse.ArgumentParser) -> None:
                    help="downscale the output so its longer side is PX (default: the avatar's size)")
     p.add_argument("--fps", type=float, default=None,
                    help="output frame rate (default: the avatar's)")
+    p.add_argument("--face", type=_face_choice, default=None, metavar="N|X,Y",
+                   help="when the avatar is a raw video: the person to dub, as for `lipdub prepare "
+                        "--face` (default: the largest face)")
     p.add_argument("--crf", type=int, default=18, help="x264 quality, lower is better (default 18)")
     p.add_argument("--preset", default="veryfast", help="x264 preset (default veryfast)")
 

@@ -56,6 +56,8 @@ class GenerateOptions:
     preset: str = "veryfast"
     train: TrainOptions | None = None  # train the optional U-Net first (None: never; see ensure_avatar)
     cache_dir: str | None = None     # raw-video avatars (default $LIPDUB_CACHE or ~/.cache/lipdub)
+    face_index: int | None = None    # raw video: dub the N-th face from the left (default: largest)
+    face_point: tuple[float, float] | None = None  # ... or the face at (x, y), fractions
     use_network: bool = True         # use a trained U-Net if the avatar has one (False: never)
     # video-to-video controls
     fade_in: int = 0                 # frames over which the dubbed mouth blends in from the template's
@@ -92,6 +94,10 @@ class GenerateOptions:
             raise ValueError(f"crf must be in 0..51, got {self.crf}")
         from lipdub.video import X264_PRESETS
 
+        if self.face_index is not None or self.face_point is not None:
+            from lipdub.avatar_folder import PrepareOptions
+
+            PrepareOptions(face_index=self.face_index, face_point=self.face_point)  # same checks
         if self.preset not in X264_PRESETS:
             raise ValueError(f"preset must be one of {', '.join(X264_PRESETS)}; got {self.preset!r}")
 
@@ -477,11 +483,17 @@ def ensure_avatar(video, options: GenerateOptions = GenerateOptions(),
         if path.is_dir():
             avatar = Avatar.load(path)
         else:
-            folder = cache_root(options) / file_sha256(path)[:32]
+            prep = PrepareOptions(face_index=options.face_index, face_point=options.face_point)
+            who = ("" if prep.face_index is None and prep.face_point is None else
+                   f"-face{prep.face_index}" if prep.face_index is not None else
+                   "-at{:.3f},{:.3f}".format(*prep.face_point))
+            folder = cache_root(options) / (file_sha256(path)[:32] + who)
             try:
                 avatar = Avatar.load(folder)
+                if "shots" not in avatar.manifest:  # prepared before shots and people were tracked
+                    raise ValueError("old avatar")
             except Exception:  # not prepared yet, or a broken earlier attempt: prepare afresh
-                avatar = prepare(path, folder, PrepareOptions(), progress, overwrite=True)
+                avatar = prepare(path, folder, prep, progress, overwrite=True)
     if options.train is not None and not is_photo(avatar):
         from lipdub.render.export import ONNX_FILE
         from lipdub.render.train import train_renderer
