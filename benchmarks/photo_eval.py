@@ -1,6 +1,7 @@
 """Photo avatars measured on their own output with lipdub's tracker; prints JSON.
 
     python benchmarks/photo_eval.py [--seconds 20] [--idle 10] [--out-dir cache/photo_eval]
+    python benchmarks/photo_eval.py --self-drive [--seconds 20]    # sync: photo vs its own video
 
 For the astronaut photo and a few frames cut from ../shared/data clips (used as photos, extracted
 to a temporary folder, never kept): an idle template is made, speech (the first ``--seconds`` of
@@ -93,7 +94,7 @@ def _blinks(ear: np.ndarray, fps: float) -> tuple[int, list[float]]:
 
 
 def evaluate(name: str, image: np.ndarray, wav: Path, idle_seconds: float, out_dir: Path,
-             interior: str = "procedural") -> dict:
+             interior: str = "drawn") -> dict:
     from lipdub.audio import extract_features
     from lipdub.face import FaceTracker, eye_aspect_ratio, eye_centres, inter_ocular, mouth_aperture
     from lipdub.face.mesh import FACE_OVAL
@@ -177,15 +178,92 @@ def evaluate(name: str, image: np.ndarray, wav: Path, idle_seconds: float, out_d
     }
 
 
+#: Clips for the self-driven sync check (``--self-drive``): people no lipdub model was fitted on
+#: (``lipdub.photo.interior_data.HELDOUT``, from ../shared/extra2).
+SELF_DRIVE = ["deeplearn_fi_0ObEtA6Q8vU.004.mp4", "dfrf_cnn2_25fps.mp4", "aniportrait_pose_ref_video.mp4",
+              "vexpress_RD_Radio10_0_clip_0.mp4"]
+
+
+def self_drive(path: Path, seconds: float, idle_seconds: float, tmp: Path) -> dict:
+    """A frame of ``path`` used as a photo, driven by that clip's own speech: Pearson r between
+    the rendered mouth's aperture (re-tracked) and the real video's, frame by frame."""
+    from scipy.io import wavfile
+
+    from lipdub.audio import extract_features, load_audio
+    from lipdub.face import FaceTracker, eye_aspect_ratio, mouth_aperture
+    from lipdub.photo.idle import make_idle_template
+    from lipdub.photo.mouth import PhotoMouthRenderer
+    from lipdub.photo.speak import motion_targets, photo_frames, ping_pong
+    from lipdub.video import read_frames
+
+    fps = 25.0
+    n_max = int(seconds * fps)
+    real, frames = [], []
+    with FaceTracker(mode="video") as tracker:
+        for i, frame in enumerate(read_frames(path, fps=fps, max_size=720)):
+            if i >= n_max:
+                break
+            lm = tracker.track(frame)
+            real.append(np.nan if lm is None else float(mouth_aperture(lm)))
+            if i < 50 and lm is not None:
+                frames.append(((eye_aspect_ratio(lm, "left") + eye_aspect_ratio(lm, "right")) / 2, i, frame))
+    real = np.array(real)
+    # The photo: the most open-eyed of the first 50 frames with a closed-ish mouth.
+    closed = [f for f in frames if real[f[1]] < np.nanpercentile(real, 30)] or frames
+    _, photo_i, image = max(closed, key=lambda f: f[0])
+    wav = tmp / f"{path.stem}.wav"
+    audio = load_audio(path)[: int(len(real) / fps * 16000)]
+    wavfile.write(wav, 16000, (np.clip(audio, -1, 1) * 32767).astype(np.int16))
+    with FaceTracker(mode="image") as tracker:
+        landmarks = tracker.track(image)
+    tmpl = make_idle_template(image, landmarks, seconds=idle_seconds, fps=fps, seed=0)
+    features = extract_features(wav, fps=fps)
+    order = ping_pong(features.n_frames, tmpl.n_frames)
+    targets, source = motion_targets(tmpl.landmarks, features, order)
+    rendered = []
+    with FaceTracker(mode="video") as tracker:
+        for frame in photo_frames(tmpl, targets, order, PhotoMouthRenderer(tmpl.landmarks[0])):
+            lm = tracker.track(frame)
+            rendered.append(np.nan if lm is None else float(mouth_aperture(lm)))
+    n = min(len(real), len(rendered))
+    rendered, real, target = np.array(rendered[:n]), real[:n], mouth_aperture(targets[:n])
+    ok = np.isfinite(rendered) & np.isfinite(real)
+
+    def r(a, b):
+        return round(float(np.corrcoef(a[ok], b[ok])[0, 1]), 3)
+
+    return {"clip": path.name, "photo_frame": photo_i, "frames": int(ok.sum()), "mouth_source": source,
+            "r_rendered_vs_real": r(rendered, real), "r_target_vs_real": r(target, real),
+            "r_rendered_vs_target": r(rendered, target),
+            "aperture_mean_rendered": round(float(np.nanmean(rendered)), 3),
+            "aperture_mean_real": round(float(np.nanmean(real)), 3),
+            "aperture_p95_rendered": round(float(np.nanpercentile(rendered, 95)), 3),
+            "aperture_p95_real": round(float(np.nanpercentile(real, 95)), 3)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=20.0, help="speech length")
     ap.add_argument("--idle", type=float, default=10.0, help="idle template length")
     ap.add_argument("--out-dir", default=str(ROOT / "cache" / "photo_eval"))
     ap.add_argument("--only", default=None, help="evaluate only photos whose name contains this")
-    ap.add_argument("--interior", default="procedural", choices=["model", "procedural"],
-                    help="mouth interior: the shipped model or the procedural one (the default)")
+    ap.add_argument("--interior", default="drawn", choices=["drawn", "model", "procedural"],
+                    help="mouth interior (default: drawn, the renderer's default)")
+    ap.add_argument("--self-drive", action="store_true",
+                    help="sync check instead: frames of SELF_DRIVE clips driven by their own speech")
     args = ap.parse_args()
+    if args.self_drive:
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in SELF_DRIVE:
+                path = ROOT.parent / "shared" / "extra2" / name
+                if path.exists():
+                    rows.append(self_drive(path, args.seconds, args.idle, Path(tmp)))
+                    print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+        mean = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in rows[0] if k.startswith("r_")} if rows else {}
+        json.dump({"self_drive": rows, "mean": mean}, sys.stdout, indent=1)
+        print()
+        return 0
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []

@@ -5,7 +5,7 @@
 
 For each held-out speaker (``lipdub.photo.interior_data.HELDOUT``; never trained on; ``--fold
 fresh`` takes the second fold ``FRESH``), from ../shared clips: every frame of the first
-``--max-frames`` is tracked; the most closed mouth is the "photo"; up to ``--per-clip`` open
+``--max-frames`` is tracked; the most closed mouth (or, with ``--photo-aperture``, a slightly open one) is the "photo"; up to ``--per-clip`` open
 frames (aperture >= ``--min-aperture``, spread over the clip) are the truth. The closed frame is
 aligned to each open frame by a similarity on stable points (eyes, brows, nose, forehead), then
 drawn through the photo renderer (``PhotoMouthRenderer``) with the open frame's landmarks as the
@@ -16,10 +16,13 @@ target, exactly as a photo avatar is. Inside the real inner-lip opening (canonic
 - ``L``, ``a``, ``b``: mean CIE Lab; ``dL``/``da``/``db``: generated minus real, ``dE_mean``: the
   distance between the means, ``dE_mean`` is the colour-statistics score,
 - ``teeth``: share of teeth-like pixels (L* > 50 and chroma C*ab < 25),
-- ``edge``: mean Sobel magnitude of L* (detail; real ~ blurred < generated < noise).
+- ``edge``: mean Sobel magnitude of L* (detail; real ~ blurred < generated < noise),
+- ``throat``: share of dark pixels (L* < 20) and ``L_std``: the spread of L* (a mouth is dark
+  throat and bright teeth, not their average; added after the first comparison showed the
+  U-Net winning on mean colour with a uniform fill).
 
 Frames are averaged per speaker, then speakers are averaged (each person weighs the same).
-``interiors`` names: ``drawn`` (the default), ``procedural``, ``model`` (the shipped ONNX) or a path to another ONNX file,
+``interiors`` names: ``drawn`` (the default), ``hybrid`` (drawn detail, U-Net low frequencies), ``procedural``, ``model`` (the shipped ONNX) or a path to another ONNX file,
 each optionally suffixed ``+teeth`` (hybrid: the photo's own teeth reused, see ``mouth.py``).
 """
 
@@ -40,6 +43,7 @@ SHARED = ROOT.parent / "shared"
 #: forehead (none of them moves with the jaw).
 STABLE = [33, 133, 362, 263, 70, 105, 107, 336, 334, 300, 6, 168, 197, 195, 5, 4, 10, 151, 9, 8]
 TEETH_L, TEETH_C = 50.0, 25.0
+THROAT_L = 20.0
 
 
 def track_clip(path: Path, max_frames: int):
@@ -102,6 +106,8 @@ def opening_scores(real: np.ndarray, gen: np.ndarray, lm: np.ndarray) -> dict:
         gy = cv2.Sobel(lab[..., 0], cv2.CV_64F, 0, 1, ksize=3)
         out[tag] = {"L": float(px[:, 0].mean()), "a": float(px[:, 1].mean()), "b": float(px[:, 2].mean()),
                     "teeth": float(((px[:, 0] > TEETH_L) & (chroma < TEETH_C)).mean()),
+                    "throat": float((px[:, 0] < THROAT_L).mean()),
+                    "L_std": float(px[:, 0].std()),
                     "edge": float(np.hypot(gx, gy)[mask].mean() / 8.0)}
     return out
 
@@ -113,6 +119,8 @@ def make_renderer(name: str, rest_lm: np.ndarray):
     base, _, extra = name.partition("+")
     if base == "drawn":
         model = it.InteriorModel(None, drawn=True)
+    elif base == "hybrid":
+        model = it.InteriorModel(it.ONNX_PATH, drawn=True)
     elif base == "procedural":
         model = it.InteriorModel(None)
     elif base == "model":
@@ -130,7 +138,9 @@ def evaluate_clip(path: Path, interiors: list[str], args, stills: Path | None) -
     ok = np.isfinite(ap)
     if ok.sum() < 10:
         return None
-    closed = int(np.nanargmin(np.where(ok, ap, np.inf)))
+    # The "photo": the most closed mouth, or (``--photo-aperture``) the frame nearest that opening
+    # below the open frames' threshold (a photo that shows some teeth: the hybrid's case).
+    closed = int(np.nanargmin(np.where(ok & (ap < args.min_aperture), np.abs(ap - args.photo_aperture), np.inf)))
     open_idx = np.flatnonzero(ok & (ap >= args.min_aperture))
     if len(open_idx) == 0:
         return None
@@ -201,6 +211,8 @@ def main() -> int:
     ap.add_argument("--per-clip", type=int, default=6)
     ap.add_argument("--clips-per-speaker", type=int, default=2)
     ap.add_argument("--min-aperture", type=float, default=0.15)
+    ap.add_argument("--photo-aperture", type=float, default=0.0,
+                    help="aperture of the frame used as the photo (0 = the most closed)")
     ap.add_argument("--out", default=None, help="JSON file (default: stdout only)")
     ap.add_argument("--stills", default=None, help="folder for real|generated mouth zooms (PNG)")
     args = ap.parse_args()
@@ -226,7 +238,7 @@ def main() -> int:
     report = {"fold": args.fold, "speakers": len(speakers), "clips": sum(len(v) for v in speakers.values()),
               "frames": sum(len(c["open_frames"]) for v in speakers.values() for c in v),
               "settings": {k: v for k, v in vars(args).items() if k not in ("out", "stills")},
-              "teeth_like": f"L* > {TEETH_L} and C*ab < {TEETH_C}",
+              "teeth_like": f"L* > {TEETH_L} and C*ab < {TEETH_C}", "throat_like": f"L* < {THROAT_L}",
               "summary": summarise(speakers, args.interiors), "per_speaker": speakers,
               "seconds": round(time.time() - t0, 1)}
     text = json.dumps(report, indent=1)

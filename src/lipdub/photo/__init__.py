@@ -4,8 +4,11 @@
   breathing) with their exact landmarks.
 - ``meshwarp``: the landmark-driven piecewise-affine warp everything is drawn with.
 - ``mouth``: ``PhotoMouthRenderer`` (``render_chunk(frames, frame_landmarks, target_landmarks)``),
-  lips and jaw warped to the motion model's targets, the opening painted by ``interior``.
-- ``interior``: the shipped mouth-interior model (``train_interior`` retrains it).
+  lips and jaw warped to the motion model's targets, the opening painted by ``interior`` (the
+  photo's own teeth, where it shows them, moved with their jaw).
+- ``interior``: the mouth interior's canvas and painters; ``interior_layers`` draws teeth, tongue
+  and throat, coloured by the fitted colour model (``train_interior --colours``; its data and
+  held-out speakers: ``interior_data``).
 - ``speak``: template + audio features -> output frames (used by ``lipdub.demo``).
 - ``prepare``: ``prepare_photo(image, out_dir, ...)`` -> an avatar folder of kind "photo".
 

@@ -1,14 +1,17 @@
-"""The inside of an opened mouth for a photo: a small generic model, in a canonical mouth canvas.
+"""The inside of an opened mouth for a photo, painted in a canonical mouth canvas.
 
-A photo of a closed mouth holds no teeth or tongue, so they are drawn: the inner-lip opening is
-mapped to a fixed ``CANVAS_W x CANVAS_H`` canvas by a similarity that puts the inner mouth corners
-(78, 308) at fixed points, and a small U-Net trained on real open-mouth crops of many people
-(``train_interior``) paints the canvas from the opening's shape and the photo's lip and skin
-colours. Without the shipped ONNX file a plain procedural interior (dark cavity, a band of upper
-teeth, a tongue) is used, so nothing breaks; ``photo_eval`` compares the two.
+A photo of a closed mouth holds no teeth or tongue, so they are painted: the inner-lip opening is
+mapped to a fixed ``CANVAS_W x CANVAS_H`` canvas (times a scale) by a similarity that puts the
+inner mouth corners (78, 308) at fixed points. Three painters share that canvas:
 
-Everything the training data extraction and the runtime share lives here, so both canonicalise
-and measure colours identically.
+- ``"drawn"`` (the default, ``interior_layers``): upper and lower teeth, tongue and throat drawn
+  as layers, coloured by a colour model fitted on real open mouths of many speakers;
+- ``"model"``: a small U-Net trained on real open-mouth crops (``train_interior``); it regresses
+  the average mouth, a smooth pink-grey blur with no teeth to see;
+- ``"procedural"``: a dark cavity with a band of upper teeth (the U-Net's starting point).
+
+``benchmarks/photo_interior_eval.py`` compares them on held-out speakers. Everything the data
+extraction and the runtime share lives here, so both canonicalise and measure colours identically.
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ class InteriorModel:
         self.session = None
         self.drawn = drawn
         self.manifest: dict = {}
-        if not drawn and onnx_path is not None and Path(onnx_path).exists():
+        if onnx_path is not None and Path(onnx_path).exists():
             import onnxruntime as ort
 
             opts = ort.SessionOptions()
@@ -143,7 +146,7 @@ class InteriorModel:
             manifest = Path(onnx_path).with_name(MANIFEST_PATH.name)
             if manifest.exists():
                 self.manifest = json.loads(manifest.read_text())
-        elif drawn:
+        if drawn:
             from lipdub.photo.interior_layers import COLOUR_MODEL
 
             if COLOUR_MODEL.exists():
@@ -151,7 +154,9 @@ class InteriorModel:
 
     @property
     def kind(self) -> str:
-        return "drawn" if self.drawn else "model" if self.session is not None else "procedural"
+        if self.drawn:
+            return "hybrid" if self.session is not None else "drawn"
+        return "model" if self.session is not None else "procedural"
 
     def scale_for(self, landmarks: np.ndarray) -> int:
         """Canvas magnification for this mouth: the drawn interior matches the photo's sharpness;
@@ -169,8 +174,18 @@ class InteriorModel:
             from lipdub.photo.interior_layers import paint_interior
 
             teeth_colours = teeth_colours or [None] * len(masks)
-            return [paint_interior(m, c, s, t) for m, c, s, t in zip(masks, colours, scales, teeth_colours)]
+            out = [paint_interior(m, c, s, t) for m, c, s, t in zip(masks, colours, scales, teeth_colours)]
+            if self.session is not None:
+                # Hybrid: the drawn detail on the U-Net's broad shading and colour.
+                base = [cv2.resize(m, (CANVAS_W, CANVAS_H), interpolation=cv2.INTER_AREA) for m in masks]
+                net = self._run(np.array(base, np.float32), np.asarray(colours, np.float32))
+                out = [_swap_low_frequencies(d, n, m, s) for d, n, m, s in zip(out, net, masks, scales)]
+            return out
         return list(self(np.array(masks), np.asarray(colours)))
+
+    def _run(self, masks: np.ndarray, colours: np.ndarray) -> np.ndarray:
+        y = self.session.run(None, {"x": model_input(masks, colours)})[0]
+        return np.transpose(y, (0, 2, 3, 1))
 
     def __call__(self, masks: np.ndarray, colours: np.ndarray) -> np.ndarray:
         """Canvas interiors ``float32 (B, H, W, 3)`` in 0..1 at the base canvas size."""
@@ -180,8 +195,22 @@ class InteriorModel:
             return np.array(self.paint(list(masks), colours, [1] * len(masks)))
         if self.session is None:
             return procedural_interior(masks, colours)
-        y = self.session.run(None, {"x": model_input(masks, colours)})[0]
-        return np.transpose(y, (0, 2, 3, 1))
+        return self._run(masks, colours)
+
+
+def _swap_low_frequencies(detail: np.ndarray, broad: np.ndarray, mask: np.ndarray, scale: int,
+                          sigma: float = 2.5) -> np.ndarray:
+    """``detail`` with its low frequencies (inside ``mask``) replaced by those of ``broad``
+    (any size; resized to ``detail``'s)."""
+    h, w = detail.shape[:2]
+    broad = cv2.resize(broad, (w, h), interpolation=cv2.INTER_LINEAR)
+    m = (mask > 0.5).astype(np.float32)
+    k = sigma * scale
+
+    def low(x):
+        return cv2.GaussianBlur(x * m[..., None], (0, 0), k) / (cv2.GaussianBlur(m, (0, 0), k)[..., None] + 1e-4)
+
+    return np.clip(detail + low(broad) - low(detail), 0, 1).astype(np.float32)
 
 
 #: Which interior the photo renderer paints by default: the drawn one. On the held-out interior
@@ -204,11 +233,11 @@ def load_interior(kind: str | None = None) -> InteriorModel:
     kind = kind or os.environ.get("LIPDUB_MOUTH_INTERIOR") or DEFAULT_INTERIOR
     if kind == "auto":
         kind = DEFAULT_INTERIOR
-    if kind not in ("drawn", "procedural", "model"):
-        raise ValueError(f"mouth interior must be drawn, procedural, model or auto, not {kind!r}")
-    if kind == "model" and not ONNX_PATH.exists():
+    if kind not in ("drawn", "hybrid", "procedural", "model"):
+        raise ValueError(f"mouth interior must be drawn, hybrid, procedural, model or auto, not {kind!r}")
+    if kind in ("model", "hybrid") and not ONNX_PATH.exists():
         raise MissingDependencyError(f"mouth interior model {ONNX_PATH} is missing; reinstall lipdub "
                                      "or run python -m lipdub.photo.train_interior")
-    if kind == "drawn":
-        return InteriorModel(None, drawn=True)
+    if kind in ("drawn", "hybrid"):
+        return InteriorModel(ONNX_PATH if kind == "hybrid" else None, drawn=True)
     return InteriorModel(None if kind == "procedural" else ONNX_PATH)
