@@ -69,15 +69,11 @@ def _readme_example() -> str:
 
 
 def test_readme_example_runs(talking_clip, speech_wav, tmp_path, monkeypatch, capsys):
-    pytest.importorskip("torch")
     code = _readme_example()
     for name, path in (("me.mp4", talking_clip), ("speech.wav", speech_wav)):
         assert f'"{name}"' in code
         code = code.replace(f'"{name}"', repr(str(path)))
-    # the only change beyond paths: a few training steps instead of 20 minutes
-    assert "avatar.train(minutes=20)" in code
-    code = code.replace("avatar.train(minutes=20)",
-                        "avatar.train(steps=2, size=32, batch_size=4, widths=(8, 16, 16))")
+    # The only change beyond paths: none. It prepares and dubs, with no training step.
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
     from lipdub.audio import load_audio
@@ -86,5 +82,6 @@ def test_readme_example_runs(talking_clip, speech_wav, tmp_path, monkeypatch, ca
     info = probe(tmp_path / "out.mp4")
     seconds = len(load_audio(speech_wav)) / 16000
     assert info.has_audio and abs(info.duration - seconds) <= 1.5 / 25
-    assert (tmp_path / "avatars" / "me" / "renderer.onnx").exists()
+    folder = tmp_path / "avatars" / "me"
+    assert (folder / "render_bank.npz").exists() and not (folder / "renderer.onnx").exists()
     assert f"{round(seconds * 25)} frames" in capsys.readouterr().out
