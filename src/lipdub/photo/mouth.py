@@ -249,6 +249,8 @@ def paste_own_teeth(canvas: np.ndarray, frame: np.ndarray, src_lm: np.ndarray, d
     src = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     src_mask = it.opening_mask(src_lm, m, (h, w))
     top_s, bot_s, open_s = _profile(src_mask)
+    # The opening's own rim is the inner lip's dark edge, not teeth: leave it behind.
+    src_mask = cv2.erode(src_mask, np.ones((3, 3), np.uint8), iterations=max(1, scale // 2))
     top_d, bot_d, open_d = _profile(dst_mask)
     both = open_s & open_d
     if not both.any():
