@@ -1,15 +1,21 @@
-"""Leave-speakers-out evaluation of the audio → mouth model, printed as JSON.
+"""Clean leave-speakers-out evaluation of the audio → mouth model, as JSON.
 
-    python benchmarks/motion_eval.py [--cache cache/motion] [--retrain] [--out report.json]
+    python benchmarks/motion_eval.py --run main [--run pass1 ...] [--out report.json]
 
-Every clip is predicted by fold models that never saw its speaker (k folds by speaker, the
-shipped training config). Reported in the same run: per held-out clip r (predicted vs real
-inner-lip aperture) and LMD (mean lip/jaw landmark distance, inter-ocular units, around the clip's
-own neutral); the loudness-envelope baseline; the shuffled-audio control (the same fold models fed
-another held-out speaker's audio); silence statistics; German vs English; speed of the shipped
-ONNX model and of the whole audio → motion step. Skips (exit 0, JSON says why) when
-``../shared/data`` is absent. Out-of-fold predictions come from ``python -m lipdub.motion.train
---folds 5`` (cached); ``--retrain`` recomputes them here.
+Each ``--run`` is a cross-validation run of ``python -m lipdub.motion.train --cv ... --run NAME``:
+every clip of a test fold was predicted by models trained only on other folds of the fixed fold
+file (``benchmarks/results/motion_folds.json``). Scoring is clean:
+
+- every held-out clip is scored at its *original* audio/video pairing (offsets found by the
+  offset search are used to re-pair training clips only);
+- the output delay for fold k is the mean best lag measured on the *other* folds' predictions;
+- the corpus amplitude map for fold k is fitted on the other folds' predictions; the per-avatar
+  ("self") map of a clip is fitted on its first 60 % and scored on the rest (clips >= 10 s).
+
+Per clip and summarised per speaker, per fold group (development folds, fresh fold) and language:
+aperture r at lag 0 and the best lag (±2), the amplitude ratio (mean, 90th percentile, during
+speech; raw, corpus map, self map), lip-closure recall/precision, LMD, jitter in silence, the
+loudness-envelope baseline and the shuffled-audio control. Skips (exit 0) without ../shared/data.
 """
 
 from __future__ import annotations
@@ -17,144 +23,196 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-GERMAN = "mimictalk_German_20s.mp4"
+SELF_MIN_FRAMES, SELF_SPLIT = 250, 0.6
 
 
-def _mean_by_speaker(rows, key):
-    by = {}
+def _r(v, nd=3):
+    return None if v is None or not np.isfinite(v) else round(float(v), nd)
+
+
+def fold_delays(clips, oof, fold_of) -> dict[int, int]:
+    """Per fold: round(mean best lag over speakers of the *other* folds)."""
+    from lipdub.motion.train import mean_best_lag
+
+    out = {}
+    for k in sorted(set(fold_of.values())):
+        others = [c for c in clips if fold_of[c.speaker] != k]
+        out[k] = int(np.round(mean_best_lag(others, oof)))
+    return out
+
+
+def fold_maps(clips, oof, fold_of) -> dict:
+    from lipdub.motion.calibrate import AmplitudeMap
+    from lipdub.motion.train import corpus_map
+
+    return {k: AmplitudeMap.from_dict(corpus_map([c for c in clips if fold_of[c.speaker] != k], oof))
+            for k in sorted(set(fold_of.values()))}
+
+
+def score_clip(c, pred, shuf, delay, cmap, files, offset: int = 0) -> dict:
+    from lipdub.motion import evaluation as ev, representation as rep
+    from lipdub.motion.calibrate import fit_amplitude_map
+    from lipdub.motion.model import silence_gate, smooth_motion
+    from lipdub.motion.offsets import speech_mask_of
+
+    g = silence_gate(c.vad)
+    off = smooth_motion(ev.shift(pred, delay), 1.0) * g[:, None]
+    raw_ap = rep.aperture(off)
+    real = c.aperture
+    speech = speech_mask_of(c.vad) & (g >= 1)
+    lg = ev.lagged(raw_ap, real)
+    undelayed = ev.lagged(rep.aperture(smooth_motion(pred, 1.0) * g[:, None]), real)
+    corpus_ap = raw_ap * cmap.gains(raw_ap)
+    lmd = np.linalg.norm((off - c.target).reshape(c.n, rep.N_POINTS, 3)[..., :2], axis=-1).mean()
+    row = {"clip": c.name, "speaker": c.speaker, "frames": c.n,
+           "language": files.get(c.name, {}).get("language", "en"),
+           "r0": _r(lg["r0"]), "best_lag": lg["best_lag"], "r_best": _r(lg["r_best"]),
+           "r0_no_delay": _r(undelayed["r0"]), "best_lag_no_delay": undelayed["best_lag"],
+           "delay": delay, "lmd_iod": _r(lmd, 4),
+           "amp_raw": _r(ev.amplitude_ratio(raw_ap, real, speech)["mean"]),
+           "amp_raw_p90": _r(ev.amplitude_ratio(raw_ap, real, speech)["p90"]),
+           "amp_corpus": _r(ev.amplitude_ratio(corpus_ap, real, speech)["mean"]),
+           "amp_corpus_p90": _r(ev.amplitude_ratio(corpus_ap, real, speech)["p90"]),
+           "r0_corpus": _r(ev.pearson(corpus_ap, real))}
+    cl_raw = ev.closure_recall(raw_ap, real, speech)
+    row.update(closure_recall=_r(cl_raw["recall"]), closure_precision=_r(cl_raw["precision"]),
+               real_closures=cl_raw["real_closures"])
+    if c.n >= SELF_MIN_FRAMES:
+        cut = int(SELF_SPLIT * c.n)
+        fit = fit_amplitude_map(raw_ap[:cut][speech[:cut]], real[:cut][speech[:cut]])
+        self_ap = raw_ap[cut:] * fit.gains(raw_ap[cut:])
+        amp = ev.amplitude_ratio(self_ap, real[cut:], speech[cut:])
+        cl = ev.closure_recall(self_ap, real[cut:], speech[cut:])
+        row.update(amp_self=_r(amp["mean"]), amp_self_p90=_r(amp["p90"]),
+                   closure_recall_self=_r(cl["recall"]))
+    row["envelope_r"] = _r(ev.pearson(c.env, real))
+    if shuf is not None:
+        m = min(len(shuf), c.n)
+        row["shuffled_r"] = _r(ev.pearson(rep.aperture(shuf[:m]), real[:m]))
+    # The issue's "clean offsets": the clip's A/V offset as found by the first-pass model that
+    # never saw its fold (only where clearly non-zero), applied to the held-out clip too.
+    lag = offset
+    a, b = (raw_ap[:c.n - lag], real[lag:]) if lag >= 0 else (raw_ap[-lag:], real[:c.n + lag])
+    row["offset_frames"] = lag
+    row["r0_offsets"] = _r(ev.pearson(a, b))
+    silent = g == 0
+    row["jitter_silence_gen"] = _r(ev.silence_jitter(raw_ap, silent), 5)
+    row["jitter_silence_real"] = _r(ev.silence_jitter(real, silent), 5)
+    return row
+
+
+KEYS = ("r0", "r0_offsets", "r_best", "best_lag", "r0_no_delay", "best_lag_no_delay", "lmd_iod", "amp_raw",
+        "amp_raw_p90", "amp_corpus", "amp_corpus_p90", "r0_corpus", "amp_self", "amp_self_p90",
+        "closure_recall", "closure_precision", "closure_recall_self", "envelope_r", "shuffled_r",
+        "jitter_silence_gen", "jitter_silence_real")
+
+
+def summarise(rows) -> dict:
+    from lipdub.motion.evaluation import mean_by
+
+    out = {"clips": len(rows), "speakers": len({r["speaker"] for r in rows})}
+    for k in KEYS:
+        out[k] = _r(mean_by(rows, k), 4 if "jitter" in k or "lmd" in k else 3)
+    return out
+
+
+def evaluate_run(run_dir: Path, clips, fold_of, folds) -> dict:
+    with np.load(run_dir / "oof.npz") as z:
+        oof = dict(z)
+    shuf = {}
+    if (run_dir / "oof_shuffled.npz").exists():
+        with np.load(run_dir / "oof_shuffled.npz") as z:
+            shuf = dict(z)
+    meta = json.loads((run_dir / "meta.json").read_text())
+    clips = [c for c in clips if c.name in oof]
+    delays = fold_delays(clips, oof, fold_of)
+    maps = fold_maps(clips, oof, fold_of)
+    files = {k.split("/")[-1]: v for k, v in folds["files"].items()}
+    table = json.loads(Path(meta["offsets"]).read_text()) if meta.get("offsets") else {}
+    if not table and (run_dir.parent.parent / "offsets.json").exists():
+        table = json.loads((run_dir.parent.parent / "offsets.json").read_text())
+    lag = {n: (t["lag"] if t.get("shifted") else 0) for n, t in table.items()}
+    rows = [score_clip(c, oof[c.name], shuf.get(c.name), delays[fold_of[c.speaker]],
+                       maps[fold_of[c.speaker]], files, lag.get(c.name, 0)) for c in clips]
+    dev = set(folds["dev_folds"])
+    groups = {"all": rows,
+              "dev_folds": [r for r in rows if fold_of[r["speaker"]] in dev],
+              "fresh_fold": [r for r in rows if fold_of[r["speaker"]] == folds["fresh_fold"]]}
+    summary = {name: summarise(g) for name, g in groups.items() if g}
+    by_lang = {}
     for r in rows:
-        by.setdefault(r["speaker"], []).append(r[key])
-    return float(np.mean([np.mean(v) for v in by.values()])) if by else float("nan")
+        by_lang.setdefault(r["language"], []).append(r)
+    summary["by_language"] = {k: summarise(v) for k, v in sorted(by_lang.items())}
+    by_spk = {}
+    for r in rows:
+        by_spk.setdefault(r["speaker"], []).append(r)
+    speakers = {s: {"fold": fold_of[s], **{k: v for k, v in summarise(v).items()
+                                           if k in ("clips", "r0", "r_best", "best_lag", "amp_raw",
+                                                    "amp_corpus", "amp_self", "closure_recall")}}
+                for s, v in sorted(by_spk.items())}
+    return {"run": run_dir.name, "config": meta.get("config"), "members_per_fold": meta.get("members"),
+            "offsets": meta.get("offsets"), "test_folds": meta.get("test_folds"),
+            "delays_per_fold": delays, "summary": summary, "speakers": speakers, "clips": rows}
 
 
-def speed(model, n: int = 3000) -> dict:
-    from lipdub.audio import extract_features, load_audio
-    from lipdub.motion import representation as rep
-
-    x = np.random.default_rng(0).normal(size=(n, rep.INPUT_DIM)).astype(np.float32)
-    model.run(x[:100])
-    t = time.perf_counter()
-    model.run(x)
-    onnx_fps = n / (time.perf_counter() - t)
-    out = {"onnx_frames_per_s": round(onnx_fps, 1)}
-    wav = SHARED / "data" / "musetalk_eng.wav"
-    if wav.exists():
-        audio = load_audio(wav)
-        t = time.perf_counter()
-        feats = extract_features(audio, 25.0)
-        model.predict(feats)
-        took = time.perf_counter() - t
-        out.update(audio_s=round(len(audio) / 16000, 1), audio_to_motion_s=round(took, 2),
-                   x_real_time=round(len(audio) / 16000 / took, 1))
+def data_check(cache: Path, manifest_rows, folds) -> dict:
+    """What the first pass found per source folder: face tracked, voice activity, whether the
+    audio drives the face (out-of-fold r at the best lag), offsets, clips left out of training."""
+    table = json.loads((cache / "offsets.json").read_text())
+    out = {}
+    for row in manifest_rows:
+        root, name = row["file"].split("/", 1)
+        t = table.get(name)
+        g = out.setdefault(root, {"clips": 0, "tracked_ok": 0, "shifted": 0, "left_out": [], "lags": []})
+        g["clips"] += 1
+        g["tracked_ok"] += int(bool(row.get("used")))
+        if t is None:
+            g["left_out"].append({"clip": name, "why": row.get("why", "not tracked")})
+            continue
+        g["lags"].append(t["lag"] if t["shifted"] else 0)
+        g["shifted"] += int(t["shifted"])
+        if not t["train"]:
+            g["left_out"].append({"clip": name, "why": t["why"]})
+    for g in out.values():
+        lags = g.pop("lags")
+        g["offset_frames_histogram"] = {str(v): lags.count(v) for v in sorted(set(lags))}
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cache", type=Path, default=ROOT / "cache" / "motion")
-    ap.add_argument("--retrain", action="store_true", help="recompute the out-of-fold predictions")
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--members", type=int, default=3, help="models per fold with --retrain (shipped: 3)")
-    ap.add_argument("--out", type=Path)
+    ap.add_argument("--folds-file", type=Path, default=ROOT / "benchmarks" / "results" / "motion_folds.json")
+    ap.add_argument("--run", action="append", default=None, help="cross-validation run(s) to score")
+    ap.add_argument("--out", type=Path, help="write the full report (per clip) here")
+    ap.add_argument("--data-check", type=Path, help="write the first pass's per-folder data check here")
     args = ap.parse_args(argv)
     if not (SHARED / "data").is_dir():
         print(json.dumps({"skipped": f"{SHARED / 'data'} not present (development machines only)"}))
         return 0
+    from lipdub.motion.train import DEFAULT_DATA, load_data
 
-    from lipdub.motion import dataset as ds, representation as rep, training as tr
-    from lipdub.motion.model import MotionModel, silence_gate
-    from lipdub.motion.train import apply_offsets
-
-    model = MotionModel.load()
-    clips, _, _ = ds.build([SHARED / "data", SHARED / "extra"], args.cache / "clips")
-    meta_path = args.cache / "oof_meta.json"
-    if args.retrain or not meta_path.exists():
-        cfg = tr.TrainConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                for k, v in model.manifest["train_config"].items()})
-        table = model.manifest.get("offsets", {})
-        oof, shuf = tr.cross_validate(apply_offsets(clips, table), cfg, k=args.folds, seed=0,
-                                      members=args.members, log=lambda m: print(m, file=sys.stderr))
-    else:
-        table = json.loads(meta_path.read_text())["offsets"]
-        with np.load(args.cache / "oof.npz") as z:
-            oof = dict(z)
-        with np.load(args.cache / "oof_shuffled.npz") as z:
-            shuf = dict(z)
-    meta = ({"folds": args.folds, "cv_members": args.members} if args.retrain or not meta_path.exists()
-            else json.loads(meta_path.read_text()))
-    shifted = {c.name: c for c in apply_offsets(clips, table)}
-
-    rows, sil_pred, sil_real, jit_pred, jit_real = [], [], [], [], []
-    for c in clips:
-        if c.name not in oof:
-            continue
-        s = shifted[c.name]
-        g = silence_gate(s.vad)
-        pred = oof[c.name] * g[:, None]
-        p_ap, t_ap = rep.aperture(pred), s.aperture
-        lmd = np.linalg.norm((pred - s.target).reshape(len(pred), rep.N_POINTS, 3)[..., :2], axis=-1).mean()
-        # The clip's original pairing: what r is against the uncorrected (misaligned) mouth.
-        lag = table.get(c.name, {}).get("lag", 0) if table.get(c.name, {}).get("shifted") else 0
-        raw_t = c.aperture[:c.n - lag] if lag > 0 else c.aperture[-lag:]
-        row = {"clip": c.name, "speaker": c.speaker, "frames": s.n,
-               "r": round(tr.pearson(p_ap, t_ap), 3),
-               "r_ungated": round(tr.pearson(rep.aperture(oof[c.name]), t_ap), 3),
-               "r_uncorrected": round(tr.pearson(p_ap, raw_t), 3),
-               "lmd_iod": round(float(lmd), 4),
-               "envelope_r": round(tr.pearson(s.env, t_ap), 3),
-               "shuffled_r": round(tr.pearson(rep.aperture(shuf[c.name][:s.n]), t_ap), 3)
-               if c.name in shuf else None,
-               "offset_frames": lag}
-        rows.append(row)
-        silent = g == 0
-        if silent.sum() >= 5:
-            sil_pred.append(p_ap[silent].mean())
-            sil_real.append(t_ap[silent].mean())
-            runs = silent[1:] & silent[:-1]
-            jit_pred.append(np.abs(np.diff(p_ap))[runs].mean())
-            jit_real.append(np.abs(np.diff(t_ap))[runs].mean())
-
-    english = [r for r in rows if r["clip"] != GERMAN]
-    german = [r for r in rows if r["clip"] == GERMAN]
-    mean_r = _mean_by_speaker(rows, "r")
-    env = _mean_by_speaker(rows, "envelope_r")
-    summary = {
-        "held_out_clips": len(rows), "held_out_speakers": len({r["speaker"] for r in rows}),
-        "folds": meta.get("folds", args.folds), "models_per_fold": meta.get("cv_members", 1),
-        "mean_r_over_speakers": round(mean_r, 3),
-        "mean_r_over_clips": round(float(np.mean([r["r"] for r in rows])), 3),
-        "mean_r_ungated": round(_mean_by_speaker(rows, "r_ungated"), 3),
-        "mean_r_uncorrected_offsets": round(_mean_by_speaker(rows, "r_uncorrected"), 3),
-        "median_r_over_clips": round(float(np.median([r["r"] for r in rows])), 3),
-        "mean_lmd_iod": round(_mean_by_speaker(rows, "lmd_iod"), 4),
-        "envelope_baseline_r": round(env, 3),
-        "ratio_to_envelope": round(mean_r / env, 2) if env > 0 else None,
-        "shuffled_audio_r": round(_mean_by_speaker([r for r in rows if r["shuffled_r"] is not None], "shuffled_r"), 3),
-        "english_mean_r": round(_mean_by_speaker(english, "r"), 3),
-        "german_r": german[0]["r"] if german else None,
-        "silence": {"clips_with_silence": len(sil_pred),
-                    "pred_aperture_in_silence": round(float(np.mean(sil_pred)), 4) if sil_pred else None,
-                    "real_aperture_in_silence": round(float(np.mean(sil_real)), 4) if sil_real else None,
-                    "pred_jitter_in_silence": round(float(np.mean(jit_pred)), 5) if jit_pred else None,
-                    "real_jitter_in_silence": round(float(np.mean(jit_real)), 5) if jit_real else None,
-                    "units": "canonical inner-lip gap above the clip's neutral, inter-ocular units"},
-        "clips_offset_corrected": sum(1 for r in rows if r["offset_frames"]),
-        "speed": speed(model),
-        "model": {"params": model.manifest.get("params"), "onnx_bytes": model.manifest.get("onnx_bytes"),
-                  "receptive_field_frames": model.receptive_field},
-    }
-    report = {"summary": summary, "clips": rows}
-    text = json.dumps(report, indent=1)
+    clips, _, manifest_rows, fold_of, folds = load_data(DEFAULT_DATA, args.cache, args.folds_file)
+    if args.data_check:
+        args.data_check.write_text(json.dumps(data_check(args.cache, manifest_rows, folds), indent=1))
+    reports = []
+    for name in args.run or ["main"]:
+        run_dir = args.cache / "runs" / name
+        if not (run_dir / "oof.npz").exists():
+            print(f"no run {run_dir} (make it with python -m lipdub.motion.train --cv ...)", file=sys.stderr)
+            return 1
+        reports.append(evaluate_run(run_dir, clips, fold_of, folds))
     if args.out:
-        args.out.write_text(text)
-    print(json.dumps(summary, indent=1) if args.out else text)
+        args.out.write_text(json.dumps(reports if len(reports) > 1 else reports[0], indent=1))
+    short = [{"run": r["run"], "delays_per_fold": r["delays_per_fold"], "summary": r["summary"]}
+             for r in reports]
+    print(json.dumps(short, indent=1))
     return 0
 
 

@@ -298,8 +298,12 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
 def _calibration(template, model, calibrate):
     """The motion calibration of ``template``, its neutral mouth and range measured only on
     frames where the dubbed person's face is usable (not on frames held across a gap)."""
+    from lipdub.motion import avatar_amplitude_map
+
     landmarks = np.asarray(template.landmarks)
-    cal = calibrate(landmarks, model)
+    # Amplitude: the avatar's own predicted-to-real aperture map (cached in its folder), or the
+    # model's corpus map for photos and silent footage.
+    cal = calibrate(landmarks, model, amplitude=avatar_amplitude_map(template, model))
     own = getattr(template, "dub_weight", None)
     if own is not None:
         usable = np.asarray(own)[:len(landmarks)] > 0

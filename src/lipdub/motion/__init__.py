@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipdub.motion.calibrate import Calibration, CalibrationOptions, apply, calibrate, template_indices
+from lipdub.motion.calibrate import (AmplitudeMap, Calibration, CalibrationOptions, apply, avatar_amplitude_map,
+                                    calibrate, calibrate_avatar, fit_amplitude_map, fit_avatar_map,
+                                    template_indices)
 from lipdub.motion.model import MotionModel, MotionPrediction, silence_gate, smooth_motion
 from lipdub.motion.representation import MOUTH_POINTS
 
 __all__ = ["audio_to_motion", "MotionModel", "MotionPrediction", "Calibration", "CalibrationOptions",
-           "calibrate", "apply", "template_indices", "silence_gate", "MOUTH_POINTS", "receptive_field"]
+           "calibrate", "calibrate_avatar", "avatar_amplitude_map", "AmplitudeMap", "fit_amplitude_map",
+           "fit_avatar_map", "apply", "template_indices", "silence_gate", "MOUTH_POINTS", "receptive_field"]
 
 
 def receptive_field() -> int:
@@ -47,8 +50,10 @@ def audio_to_motion(features, avatar, mouth_scale: float = 1.0, motion_smooth: f
     """
     model = model or MotionModel.load()
     if calibration is None:
-        track = getattr(avatar, "landmarks", avatar)
-        calibration = calibrate(np.asarray(track), model, match_range=match_range)
+        if hasattr(avatar, "landmarks"):
+            calibration = calibrate_avatar(avatar, model, match_range=match_range)
+        else:
+            calibration = calibrate(np.asarray(avatar), model, match_range=match_range)
     # Smooth before dropping the context frames, so chunk seams match whole-file output.
     ml = min(left, int(np.ceil(3 * motion_smooth)))
     mr = min(right, int(np.ceil(3 * motion_smooth)))

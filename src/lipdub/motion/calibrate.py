@@ -1,9 +1,14 @@
 """Per-avatar calibration: predicted canonical mouth motion → this avatar's lips, in each frame's pose.
 
 Three steps per output frame:
-1. amplitude: the model's offsets are scaled by the avatar's own range of motion (its 90th
-   percentile aperture over the model's typical one, clamped; 1 for stills or near-static footage)
-   times the user's ``mouth_scale``;
+1. amplitude: a monotone map (quantile matching) from the model's predicted inner-lip aperture to
+   the avatar's own real one, fitted during speech: for footage with speech, on the avatar's own
+   audio and tracked mouth (``fit_avatar_map``, cached in the avatar folder); for photos, silent
+   or near-static footage, the corpus map shipped in the model manifest (fitted the same way on
+   held-out predictions of the training speakers). The map fixes the aperture; all lip/jaw offsets
+   of the frame are scaled by the same factor, so the jaw drops with the lips. ``f(0) = 0``: silence
+   (gated to zero offsets) stays at the neutral mouth, and low predicted apertures map to the real
+   mouth's closures (p/b/m close fully). Then the user's ``mouth_scale``;
 2. shape: the scaled offsets are added to the avatar's *own* neutral closed mouth (measured from
    its prepared track the same way training measured each speaker's);
 3. pose: the result is mapped out of the canonical frame by the inverse of the similarity that
@@ -15,17 +20,24 @@ mouth and jaw points replaced, so renderers can use any index set they like.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from lipdub.motion import representation as rep
 from lipdub.motion.model import smooth_motion
 
-#: Limits of the automatic amplitude match: footage can mislead (a mostly silent template).
-MIN_GAIN, MAX_GAIN = 0.6, 1.6
-#: Below this many tracked frames the avatar's range is not trusted (stills, very short clips).
-MIN_FRAMES_FOR_RANGE = 50
+#: Per-frame amplitude factor limits (a map is only as good as the footage it was fitted on).
+MAX_GAIN = 3.0
+#: Speech frames an avatar's own map needs (4 s); below it the corpus map is used.
+MIN_SPEECH_FRAMES = 100
+#: Quantile levels the maps match (during speech).
+QUANTILES = tuple(np.round(np.linspace(0.02, 0.98, 25), 3))
+#: Cached per-avatar map, in the avatar folder.
+CALIBRATION_FILE = "motion_calibration.json"
 
 
 @dataclass(frozen=True)
@@ -41,21 +53,98 @@ class CalibrationOptions:
             raise ValueError(f"motion_smooth must be >= 0, got {self.motion_smooth}")
 
 
+@dataclass(frozen=True)
+class AmplitudeMap:
+    """Monotone piecewise-linear map of canonical aperture, through (0, 0); constant gain beyond."""
+
+    x: tuple[float, ...] = (1.0,)
+    y: tuple[float, ...] = (1.0,)
+    source: str = "identity"
+
+    def __call__(self, a: np.ndarray) -> np.ndarray:
+        xs = np.concatenate([[0.0], self.x])
+        ys = np.concatenate([[0.0], self.y])
+        a = np.asarray(a, np.float64)
+        out = np.interp(a, xs, ys)
+        beyond = a > xs[-1]
+        out[beyond] = a[beyond] * (ys[-1] / xs[-1])
+        return out
+
+    def gains(self, a: np.ndarray) -> np.ndarray:
+        """Per-frame factor ``f(a) / a`` (the first segment's slope at or below 0), clipped."""
+        a = np.asarray(a, np.float64)
+        low = self.y[0] / self.x[0]
+        safe = np.where(a > 1e-6, a, 1.0)
+        g = np.where(a > 1e-6, self(safe) / safe, low)
+        return np.clip(g, 0.0, MAX_GAIN).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"x": [round(float(v), 6) for v in self.x], "y": [round(float(v), 6) for v in self.y],
+                "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "AmplitudeMap":
+        if not d:
+            return cls()
+        return cls(tuple(float(v) for v in d["x"]), tuple(float(v) for v in d["y"]),
+                   d.get("source", "stored"))
+
+
+def fit_amplitude_map(pred: np.ndarray, real: np.ndarray, weights: np.ndarray | None = None,
+                      source: str = "fitted") -> AmplitudeMap:
+    """Quantile matching of predicted to real apertures (both taken during speech).
+
+    Pairs the two distributions at ``QUANTILES``; keeps pairs with a predicted aperture above 0
+    (the map goes through the origin), makes ``x`` strictly and ``y`` weakly increasing and
+    ``y >= 0`` (a predicted near-closure maps to a closed mouth, never to a flipped one).
+    """
+    pred = np.asarray(pred, np.float64).ravel()
+    real = np.asarray(real, np.float64).ravel()
+    ok = np.isfinite(pred) & np.isfinite(real)
+    w = None if weights is None else np.asarray(weights, np.float64).ravel()[ok]
+    qx = _quantiles(pred[ok], QUANTILES, w)
+    qy = _quantiles(real[ok], QUANTILES, w)
+    keep = qx > 1e-4
+    if keep.sum() < 2:
+        return AmplitudeMap(source=f"{source} (too little motion: identity)")
+    xs, ys = qx[keep], np.maximum(qy[keep], 0.0)
+    xs = np.maximum.accumulate(xs + np.arange(len(xs)) * 1e-6)
+    ys = np.maximum.accumulate(ys)
+    if ys[-1] <= 0:
+        return AmplitudeMap(source=f"{source} (real mouth never opens: identity)")
+    return AmplitudeMap(tuple(xs), tuple(ys), source)
+
+
+def _quantiles(v: np.ndarray, q, w: np.ndarray | None) -> np.ndarray:
+    if w is None:
+        return np.quantile(v, q)
+    order = np.argsort(v)
+    cw = np.cumsum(w[order])
+    cw = (cw - 0.5 * w[order]) / cw[-1]
+    return np.interp(q, cw, v[order])
+
+
 @dataclass
 class Calibration:
     landmarks: np.ndarray    # (M, 478, 3) the avatar's template track, pixels
     matrices: np.ndarray     # (M, 2, 3) pixel → canonical similarity per template frame
     factor: float            # canonical inter-ocular factor of this avatar
     neutral: np.ndarray      # (K, 3) the avatar's neutral mouth, canonical
-    gain: float              # avatar range / model's typical range
+    amplitude: AmplitudeMap = field(default_factory=AmplitudeMap)
+    gain: float = 1.0        # a constant factor on top of the map (kept for callers that set it)
 
     @property
     def n_frames(self) -> int:
         return len(self.landmarks)
 
 
-def calibrate(landmarks: np.ndarray, model, match_range: bool = True) -> Calibration:
-    """Measure an avatar from its prepared track ``(M, 478, 3)`` (pixels, gaps already filled)."""
+def calibrate(landmarks: np.ndarray, model, match_range: bool = True,
+              amplitude: AmplitudeMap | dict | None = None) -> Calibration:
+    """Measure an avatar from its prepared track ``(M, 478, 3)`` (pixels, gaps already filled).
+
+    ``amplitude``: the avatar's own map (``avatar_amplitude_map``); default the model's corpus map.
+    ``match_range=False`` keeps the model's raw amplitude.
+    """
     lm = np.asarray(landmarks, np.float32)
     if lm.ndim == 2:
         lm = lm[None]
@@ -63,14 +152,101 @@ def calibrate(landmarks: np.ndarray, model, match_range: bool = True) -> Calibra
         raise ValueError(f"expected a gap-free landmark track (M, 478, 3), got {lm.shape}")
     mouth, matrices, factor = rep.to_canonical(lm, model.reference)
     neutral = rep.neutral_shape(mouth)
-    gain = 1.0
-    if match_range and len(lm) >= MIN_FRAMES_FOR_RANGE:
-        opening = rep.aperture((mouth - neutral).reshape(len(mouth), -1))
-        own = float(np.percentile(opening, 90))
-        # Near-static footage (a photo-like template) says nothing about range: keep the model's.
-        if own > 0.15 * model.typical_open:
-            gain = float(np.clip(own / model.typical_open, MIN_GAIN, MAX_GAIN))
-    return Calibration(lm, matrices, factor, neutral.astype(np.float32), gain)
+    if not match_range:
+        amp = AmplitudeMap()
+    elif isinstance(amplitude, AmplitudeMap):
+        amp = amplitude
+    else:
+        amp = AmplitudeMap.from_dict(amplitude or model.manifest.get("corpus_amplitude_map"))
+    return Calibration(lm, matrices, factor, neutral.astype(np.float32), amp)
+
+
+def fit_avatar_map(features, landmarks: np.ndarray, model, smooth: float = 1.0,
+                   usable: np.ndarray | None = None) -> dict | None:
+    """The avatar's own amplitude map (JSON-able), or None when its footage has too little speech.
+
+    ``features``: the avatar's stored ``AudioFeatures`` (its own audio, one row per track frame);
+    ``landmarks``: its prepared ``(M, 478, 3)`` track. The model predicts the avatar's own speech;
+    the predicted apertures (gated and smoothed as at generation) are matched to its tracked ones
+    over the frames where voice activity is on (and ``usable``: frames showing the dubbed face).
+    """
+    from lipdub.motion.model import silence_gate
+    from lipdub.motion.offsets import speech_mask_of
+
+    lm = np.asarray(landmarks, np.float32)
+    n = min(len(lm), int(features.n_frames))
+    if n < MIN_SPEECH_FRAMES or features.whisper is None or features.vad is None:
+        return None
+    vad = np.asarray(features.vad, np.float32)[:n]
+    speech = speech_mask_of(vad) & (silence_gate(vad) >= 1.0)
+    if usable is not None:
+        speech &= np.asarray(usable, bool)[:n]
+    if speech.sum() < MIN_SPEECH_FRAMES:
+        return None
+    pred = model.predict(features).offsets[:n]
+    pred_ap = rep.aperture(smooth_motion(pred, smooth).reshape(n, -1))
+    mouth, _, _ = rep.to_canonical(lm[:n], model.reference)
+    real_ap = rep.aperture((mouth - rep.neutral_shape(mouth)).reshape(n, -1))
+    amp = fit_amplitude_map(pred_ap[speech], real_ap[speech], source="avatar")
+    out = amp.to_dict()
+    out.update(speech_frames=int(speech.sum()), real_mean=round(float(real_ap[speech].mean()), 5),
+               pred_mean=round(float(pred_ap[speech].mean()), 5))
+    return out
+
+
+def model_id(model) -> str:
+    """What a cached map was fitted with: the shipped manifest's command + sizes (cheap, stable)."""
+    import hashlib
+
+    m = model.manifest
+    digest = hashlib.sha1(json.dumps([m.get("command"), m.get("corpus_amplitude_map"),
+                                      m.get("delay_frames", 0)]).encode()).hexdigest()[:12]
+    return f"{m.get('onnx_bytes')}:{m.get('params')}:{digest}"
+
+
+def avatar_amplitude_map(avatar, model) -> AmplitudeMap:
+    """The avatar's own map, fitted once and cached (atomically) in its folder; else the corpus map.
+
+    Photos, silent footage and footage with under ``MIN_SPEECH_FRAMES`` of speech use the corpus
+    map. An unwritable avatar folder only loses the cache.
+    """
+    corpus = AmplitudeMap.from_dict(model.manifest.get("corpus_amplitude_map"))
+    manifest = getattr(avatar, "manifest", {}) or {}
+    folder = getattr(avatar, "path", None)
+    if manifest.get("kind") == "photo" or not manifest.get("has_features", True) or folder is None:
+        return corpus
+    path = Path(folder) / CALIBRATION_FILE
+    mid = model_id(model)
+    try:
+        cached = json.loads(path.read_text())
+        if cached.get("model") == mid:
+            return AmplitudeMap.from_dict(cached["map"]) if cached.get("map") else corpus
+    except (OSError, ValueError, KeyError):
+        pass
+    features = getattr(avatar, "features", None)
+    if callable(features):
+        features = features()
+    own = getattr(avatar, "dub_weight", None)
+    usable = None if own is None else np.asarray(own) > 0
+    fitted = (None if features is None else
+              fit_avatar_map(features, np.asarray(avatar.landmarks), model, usable=usable))
+    write_calibration(path, {"model": mid, "map": fitted})
+    return AmplitudeMap.from_dict(fitted) if fitted else corpus
+
+
+def write_calibration(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(data, indent=1))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def calibrate_avatar(avatar, model, match_range: bool = True) -> Calibration:
+    """``calibrate`` with the avatar's own amplitude map (or the corpus map): what generate uses."""
+    amp = avatar_amplitude_map(avatar, model) if match_range else None
+    return calibrate(np.asarray(avatar.landmarks), model, match_range, amplitude=amp)
 
 
 def template_indices(n_out: int, n_template: int) -> np.ndarray:
@@ -93,8 +269,9 @@ def apply(cal: Calibration, offsets: np.ndarray, frame_indices: np.ndarray | Non
     idx = template_indices(n, cal.n_frames) if frame_indices is None else np.asarray(frame_indices)
     if len(idx) != n:
         raise ValueError(f"{len(idx)} frame indices for {n} motion frames")
-    gain = (cal.gain if options.match_range else 1.0) * options.mouth_scale
-    off = smooth_motion(off, options.motion_smooth) * gain
+    off = smooth_motion(off, options.motion_smooth)
+    gain = cal.amplitude.gains(rep.aperture(off.reshape(n, -1))) if options.match_range else np.ones(n, np.float32)
+    off = off * (gain * (cal.gain * options.mouth_scale))[:, None, None]
     mouth = cal.neutral[None] + off
     pixels = rep.from_canonical(mouth, cal.matrices[idx], cal.factor)
     out = cal.landmarks[idx].copy()

@@ -8,11 +8,17 @@ Chunks / streaming: the network sees ``receptive_field`` frames on each side. Pa
 carry that much real context and tell ``predict`` how many context frames to drop
 (``left``/``right``); missing context at a file's ends is edge-replicated, exactly as in training,
 so chunked output equals whole-file output.
+
+Delay: the manifest's ``delay_frames`` (measured on out-of-fold predictions of held-out speakers:
+the mean best lag of the real mouth behind the prediction) shifts the output later by that many
+frames, so the network then reads ``R + delay`` past and ``R - delay`` future frames
+(``context_left`` / ``context_right``); ``receptive_field`` is the larger of the two.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -79,7 +85,11 @@ class MotionModel:
         opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.manifest = manifest
-        self.receptive_field = int(manifest["receptive_field"])
+        net_field = int(manifest["receptive_field"])
+        delay = int(np.clip(int(manifest.get("delay_frames", 0)), -net_field, net_field))
+        self.delay = delay
+        self.context_left, self.context_right = net_field + delay, net_field - delay
+        self.receptive_field = max(self.context_left, self.context_right)
         self.input_dim = int(manifest["input_dim"])
         self.reference = rep.ref_from_stable(manifest["reference_stable_points"])
         self.neutral = np.asarray(manifest["generic_neutral"], np.float32).reshape(rep.N_POINTS, 3)
@@ -89,7 +99,9 @@ class MotionModel:
 
     @classmethod
     def load(cls, path: str | Path | None = None, threads: int = 2) -> "MotionModel":
-        """The shipped model (or ``path`` to another ``.onnx`` with its ``*_manifest.json``)."""
+        """The shipped model (or ``path`` to another ``.onnx`` with its ``*_manifest.json``;
+        ``$LIPDUB_MOTION_MODEL`` names one for the whole process, e.g. a benchmark's fold model)."""
+        path = path or os.environ.get("LIPDUB_MOTION_MODEL") or None
         onnx_path = Path(path) if path else ONNX_PATH
         manifest_path = onnx_path.with_name(onnx_path.stem + "_manifest.json")
         if not onnx_path.is_file() or not manifest_path.is_file():
@@ -100,11 +112,11 @@ class MotionModel:
     def run(self, x: np.ndarray, left: int = 0, right: int = 0) -> np.ndarray:
         """Raw offsets ``(N - left - right, P)`` of prepared input ``(N, F)`` with context frames."""
         x = np.asarray(x, np.float32)
-        r = self.receptive_field
-        pad_l, pad_r = max(0, r - left), max(0, r - right)
+        cl, cr = self.context_left, self.context_right
+        pad_l, pad_r = max(0, cl - left), max(0, cr - right)
         xp = np.concatenate([np.repeat(x[:1], pad_l, 0), x, np.repeat(x[-1:], pad_r, 0)])
-        start = left - r if left > r else 0
-        stop = len(xp) - (right - r if right > r else 0)
+        start = left - cl if left > cl else 0
+        stop = len(xp) - (right - cr if right > cr else 0)
         out = self.session.run(None, {"features": xp[None, start:stop]})[0][0]
         return out
 

@@ -1,20 +1,24 @@
 """Train the shipped motion model: ``python -m lipdub.motion.train [options]``.
 
-Pipeline (reproducible for a given ``--seed``; features and tracks are cached under ``--cache``):
-1. build the dataset: track every video in ``--data`` folders, extract audio features, canonicalise;
-2. offset search (``--offsets search``): leave-speakers-out models predict every clip; the lag that
-   best correlates prediction and real aperture is that clip's audio-video offset; clips whose lag
-   is clearly non-zero are re-paired (shifted), the table is saved;
-3. optional leave-speakers-out evaluation (``--folds``), out-of-fold predictions cached for
-   ``benchmarks/motion_eval.py``;
-4. train ``--members`` networks on all clips, export their average to ONNX with a manifest (data
-   files + sha256, offsets, config, model card).
+Pipeline (reproducible for a given ``--seed``; tracks and features are cached under ``--cache``):
+1. dataset: track every video in ``--data`` folders, extract audio features, canonicalise; read the
+   fixed speaker folds from ``--folds-file`` (written once by ``lipdub.motion.folds`` before any
+   training; folds 0..k-2 develop, fold k-1 is fresh);
+2. offsets (``--offsets search``): a first-pass cross-validation over every fold; each clip's
+   A/V offset and training fitness come from the model that never saw its fold
+   (``lipdub.motion.offsets``); clips with a clear offset are re-paired *for training only*;
+3. cross-validation (``--cv dev|all``): out-of-fold predictions of the configuration under test,
+   saved under ``--cache/runs/--run`` for ``benchmarks/motion_eval.py``;
+4. shipping (``--members N``): N networks trained on every usable clip, exported as one ONNX
+   averaging them, with a manifest (data files + sha256 + speaker + fold + offset, config, the
+   output delay and corpus amplitude map measured on out-of-fold predictions, the model card).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,48 +26,104 @@ import numpy as np
 import torch
 
 from lipdub.motion import dataset as ds
+from lipdub.motion import folds as fl
+from lipdub.motion import offsets as of
 from lipdub.motion import representation as rep
 from lipdub.motion import training as tr
 from lipdub.motion.model import MODELS_DIR
-from lipdub.motion.modules import Ensemble, n_params
+from lipdub.motion.modules import Ensemble, MotionNet, n_params
 
-DEFAULT_DATA = [Path(__file__).resolve().parents[4] / "shared" / d for d in ("data", "extra")]
-#: Flagged in extra/README: side view / no agreement between loudness and mouth.
-SUSPECT = ("pcavs_Input_00002.mp4", "pcavs_Audio_Source_00015.mp4", "pcavs_Input_00098.mp4")
-#: A lag is "clearly non-zero" when it is at least MIN_LAG frames, improves r by MIN_GAIN to at
-#: least MIN_R, is a real peak (not the search's edge, MAX_LAG) and the clip has MIN_FRAMES to
-#: trust it (on 1-s clips a random lag often wins).
-MIN_LAG, MIN_GAIN, MIN_R, MAX_LAG, MIN_FRAMES = 2, 0.1, 0.3, 6, 50
+ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_DATA = [ROOT.parent / "shared" / d for d in ("data", "extra", "extra2")]
+DEFAULT_FOLDS = ROOT / "benchmarks" / "results" / "motion_folds.json"
 MODEL_CARD = (
-    "lipdub motion model: audio (Whisper tiny.en encoder states, log-mel, Silero voice activity) -> "
-    "canonical lip/jaw landmark offsets, speaker-independent. Trained on short public sample clips "
-    "from research corpora (GRID, LRS2, LRS3, VoxCeleb2, LRW, MEAD; spectre samples CC-BY-NC-SA) and "
-    "demo clips of talking-face repositories. Those corpora's terms are not stated or are "
-    "non-commercial: these weights are for RESEARCH USE ONLY. Retrain on data you hold rights to "
-    "with `python -m lipdub.motion.train --data <folders>`. Limitations: ~50 speakers, mostly "
-    "English; mouth timing, not identity-specific articulation.")
+    "lipdub motion model v2: audio (Whisper tiny.en encoder states, log-mel, Silero voice activity) -> "
+    "canonical lip/jaw landmark offsets, speaker-independent. Trained on short public clips from "
+    "research corpora and third-party footage (GRID, LRS2, LRS3, VoxCeleb2, LRW, MEAD, HDTF, DFDC, "
+    "ChaLearn First Impressions, DOLOS/WILTY TV, spectre samples CC-BY-NC-SA) and demo clips of "
+    "talking-face repositories. Those sources' terms are not stated or are non-commercial: these "
+    "weights are for RESEARCH USE ONLY. Retrain on data you hold rights to with "
+    "`python -m lipdub.motion.train --data <folders>`. Limitations: ~90 speakers, mostly English; "
+    "mouth timing and range, not identity-specific articulation.")
 
 
 def log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def aperture_lags(clips, oof: dict) -> dict[str, dict]:
-    table = {}
+def load_data(roots, cache: Path, folds_file: Path):
+    """Clips, reference face, data manifest rows and speaker → fold from the fixed fold file."""
+    clips, ref, manifest = ds.build(roots, cache / "clips")
+    table = fl.load_folds(folds_file)
+    fold_of = dict(table["speakers"])
+    missing = {c.speaker for c in clips} - set(fold_of)
+    if missing:
+        raise SystemExit(f"speakers without a fold in {folds_file}: {sorted(missing)[:5]}...")
+    for row in manifest:
+        info = table["files"].get(row["file"], {})
+        row["fold"], row["language"] = info.get("fold"), info.get("language")
+    return clips, ref, manifest, fold_of, table
+
+
+def config_from(args) -> tr.TrainConfig:
+    return tr.TrainConfig(steps=args.steps, corr_weight=args.corr_weight, width=args.width,
+                          spread_weight=args.spread_weight, threads=args.threads,
+                          dilations=tuple(args.dilations))
+
+
+def save_run(run_dir: Path, oof, shuffled, nets_by_fold, meta: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(run_dir / "oof.npz", **oof)
+    np.savez_compressed(run_dir / "oof_shuffled.npz", **shuffled)
+    torch.save({k: [n.state_dict() for n in nets] for k, nets in nets_by_fold.items()},
+               run_dir / "fold_nets.pt")
+    (run_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+
+
+def load_fold_nets(run_dir: Path, cfg: tr.TrainConfig) -> dict[int, list[MotionNet]]:
+    """The nets a run trained per held-out fold (for exporting a fold model to benchmark with)."""
+    states = torch.load(run_dir / "fold_nets.pt")
+    out = {}
+    for k, sds in states.items():
+        nets = []
+        for sd in sds:
+            net = MotionNet(rep.INPUT_DIM, sd["basis"], cfg.width, tuple(cfg.dilations))
+            net.load_state_dict(sd)
+            nets.append(net.eval())
+        out[int(k)] = nets
+    return out
+
+
+def mean_best_lag(clips, oof: dict, by_speaker: bool = True, max_lag: int = 2) -> float:
+    """Mean over speakers of each clip's best lag (±max_lag) of prediction vs real aperture."""
+    lags: dict[str, list[int]] = {}
+    for c in clips:
+        if c.name in oof:
+            lags.setdefault(c.speaker, []).append(tr.best_lag(rep.aperture(oof[c.name]), c.aperture, max_lag)[0])
+    vals = [np.mean(v) for v in lags.values()] if by_speaker else sum(lags.values(), [])
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def corpus_map(clips, oof: dict) -> dict:
+    """Corpus amplitude map: out-of-fold predicted → real apertures during speech, all speakers."""
+    from lipdub.motion.calibrate import fit_amplitude_map
+
+    pred, real, weight = [], [], []
+    counts: dict[str, int] = {}
+    for c in clips:
+        counts[c.speaker] = counts.get(c.speaker, 0) + 1
     for c in clips:
         if c.name not in oof:
             continue
-        lag, r_lag, r0 = tr.best_lag(rep.aperture(oof[c.name]), c.aperture, MAX_LAG)
-        clear = (MIN_LAG <= abs(lag) < MAX_LAG and r_lag - r0 >= MIN_GAIN and r_lag >= MIN_R
-                 and c.n >= MIN_FRAMES)
-        table[c.name] = {"speaker": c.speaker, "lag": lag, "r_at_lag": round(r_lag, 3),
-                         "r_at_0": round(r0, 3), "frames": c.n, "shifted": bool(clear)}
-    return table
-
-
-def apply_offsets(clips, table: dict) -> list:
-    return [tr.shift_clip(c, table[c.name]["lag"]) if table.get(c.name, {}).get("shifted") else c
-            for c in clips]
+        speech = of.speech_mask_of(c.vad)
+        if speech.sum() < 5:
+            continue
+        pred.append(rep.aperture(oof[c.name])[speech])
+        real.append(c.aperture[speech])
+        # Each speaker weighs the same, however many clips (GRID s1 has 250).
+        weight.append(np.full(int(speech.sum()), 1.0 / (counts[c.speaker] * speech.sum())))
+    return fit_amplitude_map(np.concatenate(pred), np.concatenate(real),
+                             weights=np.concatenate(weight)).to_dict()
 
 
 def export(nets, path: Path, manifest: dict) -> None:
@@ -72,92 +132,145 @@ def export(nets, path: Path, manifest: dict) -> None:
     r = ens.receptive_field
     dummy = torch.zeros(1, 2 * r + 16, rep.INPUT_DIM)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(ens, (dummy,), str(path), input_names=["features"], output_names=["offsets"],
+    tmp = path.with_name(path.stem + ".partial.onnx")
+    torch.onnx.export(ens, (dummy,), str(tmp), input_names=["features"], output_names=["offsets"],
                       dynamic_axes={"features": {0: "batch", 1: "time"},
                                     "offsets": {0: "batch", 1: "time_out"}},
                       opset_version=17, dynamo=False)
     manifest["receptive_field"] = r
     manifest["params"] = n_params(ens)
-    manifest["onnx_bytes"] = path.stat().st_size
-    path.with_name(path.stem + "_manifest.json").write_text(json.dumps(manifest, indent=1))
+    manifest["onnx_bytes"] = tmp.stat().st_size
+    mpath = path.with_name(path.stem + "_manifest.json")
+    mtmp = mpath.with_suffix(".partial.json")
+    mtmp.write_text(json.dumps(manifest, indent=1))
+    tmp.replace(path)
+    mtmp.replace(mpath)
+
+
+def model_manifest(clips, ref, cfg, data_manifest, table, *, members, seed, delay, amp_map,
+                   command, extra=None) -> dict:
+    opening = [np.percentile(c.aperture, 90) for c in clips]
+    for row in data_manifest:
+        entry = table.get(row["file"].split("/")[-1], {})
+        row["offset_frames"] = entry.get("lag", 0) if entry.get("shifted") else 0
+        if row.get("used") and not entry.get("train", True):
+            row.update(used=False, why=entry["why"])
+    out = {
+        "model_card": MODEL_CARD, "licence": "research use only (training data terms)",
+        "input": "per frame: Whisper tiny.en state (384), log-mel window pooled to 40x4, VAD (1)",
+        "input_dim": rep.INPUT_DIM, "fps": ds.FPS, "mouth_points": list(rep.MOUTH_POINTS),
+        "output": "canonical offsets from neutral (inter-ocular units), flattened (K, 3)",
+        "reference_stable_points": rep.stable_ref(ref),
+        "generic_neutral": np.mean([c.neutral for c in clips], axis=0).round(5).tolist(),
+        "typical_open": float(np.median(opening)), "members": members, "seed": seed,
+        "delay_frames": int(delay), "corpus_amplitude_map": amp_map,
+        "train_config": cfg.to_dict(), "offsets": table, "command": command, "data": data_manifest,
+    }
+    out.update(extra or {})
+    return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lipdub.motion.train", description=__doc__.split("\n")[0])
     ap.add_argument("--data", nargs="+", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--cache", type=Path, default=Path("cache/motion"))
+    ap.add_argument("--folds-file", type=Path, default=DEFAULT_FOLDS)
     ap.add_argument("--out", type=Path, default=MODELS_DIR / "motion.onnx")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", type=int, default=tr.TrainConfig.steps)
     ap.add_argument("--corr-weight", type=float, default=tr.TrainConfig.corr_weight)
+    ap.add_argument("--spread-weight", type=float, default=1.0)
     ap.add_argument("--width", type=int, default=tr.TrainConfig.width)
-    ap.add_argument("--members", type=int, default=3, help="ensemble size of the shipped model")
-    ap.add_argument("--folds", type=int, default=0, help="also run k-fold leave-speakers-out evaluation")
-    ap.add_argument("--cv-members", type=int, default=1, help="ensemble size inside each evaluation fold")
+    ap.add_argument("--dilations", type=int, nargs="+", default=list(tr.TrainConfig.dilations))
     ap.add_argument("--offsets", default="search", help="'search', 'none', or a saved offsets JSON")
-    ap.add_argument("--drop-suspect", action="store_true", help="leave out the three flagged PC-AVS clips")
+    ap.add_argument("--cv", choices=("none", "dev", "fresh", "all"), default="none",
+                    help="cross-validate on the development folds, the fresh fold, or all folds")
+    ap.add_argument("--cv-members", type=int, default=1, help="ensemble size inside each fold")
+    ap.add_argument("--run", default="main", help="name of the cross-validation run (cache/runs/NAME)")
+    ap.add_argument("--members", type=int, default=3, help="ensemble size of the shipped model (0: none)")
+    ap.add_argument("--calibration-run", help="run whose out-of-fold predictions give the delay and "
+                    "corpus amplitude map of the shipped model (default: --run)")
+    ap.add_argument("--derive-offsets", nargs=2, metavar=("RUN", "OUT"),
+                    help="write the offset table found from RUN's out-of-fold predictions (all folds) to OUT and stop")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = tr.TrainConfig(steps=args.steps, corr_weight=args.corr_weight, width=args.width,
-                         threads=args.threads)
+    cfg = config_from(args)
+    command = "python -m lipdub.motion.train " + " ".join(sys.argv[1:] if argv is None else argv)
 
-    clips, ref, data_manifest = ds.build(args.data, args.cache / "clips")
-    if args.drop_suspect:
-        clips = [c for c in clips if c.name not in SUSPECT]
-        for row in data_manifest:
-            if row["file"].split("/")[-1] in SUSPECT:
-                row.update(used=False, why="flagged in extra/README and dropped (--drop-suspect)")
+    clips, ref, data_manifest, fold_of, folds = load_data(args.data, args.cache, args.folds_file)
+    all_folds = sorted(set(fold_of.values()))
     log(f"{len(clips)} clips, {len({c.speaker for c in clips})} speakers, "
-        f"{sum(c.n for c in clips) / 25 / 60:.1f} min")
+        f"{sum(c.n for c in clips) / 25 / 60:.1f} min, folds {all_folds}")
 
+    if args.derive_offsets:
+        run, out = args.derive_offsets
+        with np.load(args.cache / "runs" / run / "oof.npz") as z:
+            table = of.offset_table(clips, dict(z))
+        Path(out).write_text(json.dumps(table, indent=1))
+        log(f"offsets from run {run}: {sum(v['shifted'] for v in table.values())} clips shifted, "
+            f"{len(of.excluded(table))} left out of training, {len(table)} of {len(clips)} clips")
+        return 0
+    offsets_path = args.cache / "offsets.json"
     if args.offsets == "search":
-        oof, _ = tr.cross_validate(clips, cfg, k=5, seed=args.seed, log=log)
-        table = aperture_lags(clips, oof)
-        args.cache.mkdir(parents=True, exist_ok=True)
-        (args.cache / "offsets.json").write_text(json.dumps(table, indent=1))
-        log(f"offsets: {sum(v['shifted'] for v in table.values())} clips shifted; "
-            f"median lag {np.median([v['lag'] for v in table.values()]):+.0f}")
+        base = tr.TrainConfig(steps=args.steps, threads=args.threads)
+        oof, shuf, _ = tr.cross_validate(clips, base, fold_of, all_folds, seed=args.seed, log=log)
+        table = of.offset_table(clips, oof)
+        save_run(args.cache / "runs" / "pass1", oof, shuf, {},
+                 {"config": base.to_dict(), "test_folds": all_folds, "offsets": None, "members": 1})
+        offsets_path.write_text(json.dumps(table, indent=1))
+        log(f"offsets: {sum(v['shifted'] for v in table.values())} clips shifted, "
+            f"{len(of.excluded(table))} left out of training")
     elif args.offsets == "none":
         table = {}
     else:
-        table = json.loads(Path(args.offsets).read_text())
-    clips = apply_offsets(clips, table)
+        offsets_path = Path(args.offsets)
+        table = json.loads(offsets_path.read_text())
+    train_clips = of.apply_offsets(clips, table)
+    skip = of.excluded(table)
 
-    if args.folds:
-        oof, shuf = tr.cross_validate(clips, cfg, k=args.folds, seed=args.seed,
-                                      members=args.cv_members, log=log)
-        rs = {c.name: tr.pearson(rep.aperture(oof[c.name]), c.aperture) for c in clips}
-        by_spk = {}
-        for c in clips:
-            by_spk.setdefault(c.speaker, []).append(rs[c.name])
-        log(f"leave-speakers-out r: mean over speakers {np.mean([np.mean(v) for v in by_spk.values()]):.3f}")
-        np.savez_compressed(args.cache / "oof.npz", **oof)
-        np.savez_compressed(args.cache / "oof_shuffled.npz", **shuf)
-        (args.cache / "oof_meta.json").write_text(json.dumps(
-            {"folds": args.folds, "cv_members": args.cv_members, "seed": args.seed, "train_config": cfg.to_dict(), "offsets": table}))
+    if args.cv != "none":
+        test = {"dev": folds["dev_folds"], "fresh": [folds["fresh_fold"]], "all": all_folds}[args.cv]
+        train_folds = folds["dev_folds"] if args.cv == "dev" else None
+        # Held-out clips are predicted from their original (unshifted) audio.
+        oof, shuf, nets = cross_validate_clean(clips, train_clips, cfg, fold_of, test, train_folds,
+                                               args.seed, args.cv_members, skip)
+        save_run(args.cache / "runs" / args.run, oof, shuf, nets,
+                 {"config": cfg.to_dict(), "test_folds": test, "train_folds": train_folds,
+                  "offsets": str(offsets_path) if table else None, "members": args.cv_members,
+                  "command": command})
+        log(f"run {args.run}: out-of-fold predictions for {len(oof)} clips saved")
 
-    nets = [tr.fit(clips, cfg, seed=args.seed * 1000 + j, log=log) for j in range(args.members)]
-    used = [row for row in data_manifest if row.get("used")]
-    for row in used:
-        row["offset_frames"] = table.get(row["file"].split("/")[-1], {}).get("lag", 0) \
-            if table.get(row["file"].split("/")[-1], {}).get("shifted") else 0
-    opening = [np.percentile(c.aperture, 90) for c in clips]
-    neutrals = np.mean([c.neutral for c in clips], axis=0)
-    manifest = {
-        "model_card": MODEL_CARD, "licence": "research use only (training data terms)",
-        "input": "per frame: Whisper tiny.en state (384), log-mel window pooled to 40x4, VAD (1)",
-        "input_dim": rep.INPUT_DIM, "fps": ds.FPS, "mouth_points": list(rep.MOUTH_POINTS),
-        "output": "canonical offsets from neutral (inter-ocular units), flattened (K, 3)",
-        "reference_stable_points": rep.stable_ref(ref), "generic_neutral": neutrals.round(5).tolist(),
-        "typical_open": float(np.median(opening)), "members": args.members, "seed": args.seed,
-        "train_config": cfg.to_dict(), "offsets": table,
-        "command": "python -m lipdub.motion.train " + " ".join(argv or __import__("sys").argv[1:]),
-        "data": data_manifest,
-    }
-    export(nets, args.out, manifest)
-    log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB)")
+    if args.members:
+        cal_run = args.cache / "runs" / (args.calibration_run or args.run)
+        with np.load(cal_run / "oof.npz") as z:
+            cal_oof = dict(z)
+        delay = int(np.round(mean_best_lag(clips, cal_oof)))
+        amp = corpus_map(clips, cal_oof)
+        used = [c for c in train_clips if c.name not in skip]
+        nets = [tr.fit(used, cfg, seed=args.seed * 1000 + j, log=log) for j in range(args.members)]
+        manifest = model_manifest(clips, ref, cfg, data_manifest, table, members=args.members,
+                                  seed=args.seed, delay=delay, amp_map=amp, command=command,
+                                  extra={"folds_file": str(args.folds_file.name),
+                                         "calibration_run": cal_run.name})
+        export(nets, args.out, manifest)
+        log(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB), delay {delay} frames")
     return 0
+
+
+def cross_validate_clean(clips, train_clips, cfg, fold_of, test_folds, train_folds, seed, members,
+                         skip):
+    """``training.cross_validate`` trained on offset-corrected clips, predicting original ones."""
+    shifted = {c.name: c for c in train_clips}
+    oof, shuf, nets = tr.cross_validate([shifted[c.name] for c in clips], cfg, fold_of, test_folds,
+                                        train_folds, seed=seed, members=members, log=log,
+                                        exclude_from_training=skip)
+    by_name = {c.name: c for c in clips}
+    for k, fold_nets in nets.items():
+        for c in clips:
+            if fold_of[c.speaker] == k and shifted[c.name] is not c:
+                oof[c.name] = np.mean([tr.predict(n, by_name[c.name].x) for n in fold_nets], axis=0)
+    return oof, shuf, nets
 
 
 if __name__ == "__main__":

@@ -1,0 +1,215 @@
+"""Full-pipeline sync benchmark on speakers the motion model never trained on (JSON on stdout).
+
+    python benchmarks/sync_eval.py --run final [--avatars data/mimictalk_German_20s.mp4 ...]
+
+For each avatar clip A (fold k of the fixed fold file) the *fold-k model* of a cross-validation
+run (trained without fold k; its output delay and corpus amplitude map measured on the other
+folds only) is exported to ONNX and used through ``LIPDUB_MOTION_MODEL``. Then:
+
+- the first ``--seconds`` of A are cut at 75 %; ``lipdub prepare`` makes the avatar from the first
+  part (its own amplitude map is fitted there, as for any user footage);
+- **self**: A's held-out last 25 % of speech drives the avatar; the written MP4 is re-tracked
+  (MediaPipe) and its mouth aperture (inner gap / width) scored against A's real held-out mouth;
+- **cross**: speech of up to ``--drivers`` other fold-k speakers B drives the avatar; the MP4 is
+  scored against B's own real mouth.
+
+Scores: aperture r at lag 0, the best lag within ±2 (positive: the real mouth moves later),
+amplitude ratio (generated / real, mean and 90th percentile, during speech by voice activity)
+and lip-closure recall. The renderer is the bank's warped real mouth (``use_network=False``:
+no per-avatar U-Net training here; the U-Net corrects texture, not geometry); ``--train-minutes``
+trains it instead. With ``--dub-audio`` each avatar is also dubbed with that file (e.g.
+``musetalk_eng.wav``) and its mouth range reported next to the avatar's own. Skips without
+../shared/data. Scratch under cache/bench/sync_eval (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEFAULT_AVATARS = ["data/mimictalk_German_20s.mp4", "data/infinitetalk_ref_video.mp4",
+                   "extra2/dfrf_cnn2_25fps.mp4", "data/latentsync_demo3_video.mp4"]
+FPS = 25.0
+OPEN = 0.2   # gap/width at which a mouth counts as clearly open (the issue's measure)
+
+
+def ffmpeg(*args) -> None:
+    from lipdub.video import ffmpeg_exe
+
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *map(str, args)], check=True)
+
+
+def cut(src: Path, out: Path, start: float, dur: float, audio_only: bool = False) -> Path:
+    if not out.exists():
+        if audio_only:
+            ffmpeg("-i", src, "-ss", f"{start:.3f}", "-t", f"{dur:.3f}", "-vn", "-ac", "1", "-ar", "16000", out)
+        else:
+            ffmpeg("-i", src, "-ss", f"{start:.3f}", "-t", f"{dur:.3f}", "-r", "25", "-c:v", "libx264",
+                   "-crf", "12", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-c:a", "aac", out)
+    return out
+
+
+def video_aperture(path: Path) -> np.ndarray:
+    """Pixel aperture (gap / width) per 25-fps frame of a video, NaN where no face."""
+    from lipdub.metrics import aperture_series
+    from lipdub.motion.dataset import KEEP, track_clip
+
+    keep = track_clip(path)
+    full = np.full((len(keep), 478, 3), np.nan, np.float32)
+    full[:, list(KEEP)] = keep
+    return aperture_series(full)
+
+
+def speech_of(wav: Path, n: int) -> np.ndarray:
+    from lipdub.audio import load_audio, voice_activity
+    from lipdub.motion.offsets import speech_mask_of
+
+    return speech_mask_of(voice_activity(load_audio(wav), FPS, n))
+
+
+def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray) -> dict:
+    from lipdub.motion import evaluation as ev
+
+    n = min(len(gen), len(real), len(speech))
+    g, r, s = gen[:n], real[:n], speech[:n]
+    ok = np.isfinite(g) & np.isfinite(r)
+    g, r, s = g[ok], r[ok], s[ok]
+    lg = ev.lagged(g, r)
+    amp = ev.amplitude_ratio(g, r, s)
+    cl = ev.closure_recall(g, r, s)
+    rd = lambda v: None if v is None or not np.isfinite(v) else round(float(v), 3)  # noqa: E731
+    return {"frames": int(n), "r0": rd(lg["r0"]), "best_lag": lg["best_lag"], "r_best": rd(lg["r_best"]),
+            "amp_mean": rd(amp["mean"]), "amp_p90": rd(amp["p90"]), "closure_recall": rd(cl["recall"]),
+            "gen_mean": rd(np.mean(g[s])) if s.any() else None,
+            "real_mean": rd(np.mean(r[s])) if s.any() else None,
+            "gen_open_frames": int((g[s] >= OPEN).sum()), "real_open_frames": int((r[s] >= OPEN).sum())}
+
+
+def export_fold_model(run_dir: Path, k: int, out: Path, data) -> Path:
+    """ONNX + manifest of run ``run_dir``'s fold-``k`` nets; delay and map from the other folds."""
+    from lipdub.motion import training as tr
+    from lipdub.motion.train import corpus_map, export, load_fold_nets, mean_best_lag, model_manifest
+
+    if out.exists():
+        return out
+    clips, ref, manifest_rows, fold_of, _ = data
+    meta = json.loads((run_dir / "meta.json").read_text())
+    cfg = tr.TrainConfig(**{key: tuple(v) if isinstance(v, list) else v for key, v in meta["config"].items()})
+    nets = load_fold_nets(run_dir, cfg)[k]
+    with np.load(run_dir / "oof.npz") as z:
+        oof = dict(z)
+    others = [c for c in clips if fold_of[c.speaker] != k]
+    delay = int(np.round(mean_best_lag(others, oof)))
+    manifest = model_manifest(others, ref, cfg, [dict(r) for r in manifest_rows], {}, members=len(nets),
+                              seed=0, delay=delay, amp_map=corpus_map(others, oof),
+                              command=f"fold {k} of run {run_dir.name}", extra={"held_out_fold": k})
+    export(nets, out, manifest)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run", default="final", help="cross-validation run with fold nets")
+    ap.add_argument("--cache", type=Path, default=ROOT / "cache" / "motion")
+    ap.add_argument("--work", type=Path, default=ROOT / "cache" / "bench" / "sync_eval")
+    ap.add_argument("--avatars", nargs="+", default=DEFAULT_AVATARS)
+    ap.add_argument("--drivers", type=int, default=3, help="other held-out speakers per avatar")
+    ap.add_argument("--seconds", type=float, default=20.0, help="length of avatar footage used (75 %% prepared)")
+    ap.add_argument("--train-minutes", type=float, default=0.0, help="train the U-Net this long (0: warp only)")
+    ap.add_argument("--dub-audio", type=Path, help="also dub every avatar with this audio")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args(argv)
+    if not (SHARED / "data").is_dir():
+        print(json.dumps({"skipped": f"{SHARED / 'data'} not present (development machines only)"}))
+        return 0
+    import lipdub
+    from lipdub.motion.train import DEFAULT_DATA, load_data
+
+    data = load_data(DEFAULT_DATA, args.cache, ROOT / "benchmarks" / "results" / "motion_folds.json")
+    clips, _, _, fold_of, folds = data
+    by_file = {f"{k}": v for k, v in folds["files"].items()}
+    clip_of = {c.name: c for c in clips}
+    run_dir = args.cache / "runs" / args.run
+    results = []
+    for rel in args.avatars:
+        info = by_file[rel]
+        k, name = info["fold"], Path(rel).name
+        src = SHARED / rel
+        work = args.work / Path(rel).stem
+        work.mkdir(parents=True, exist_ok=True)
+        model_path = export_fold_model(run_dir, k, args.work / "models" / f"fold{k}" / "motion.onnx", data)
+        os.environ["LIPDUB_MOTION_MODEL"] = str(model_path)
+        n_total = clip_of[name].n if name in clip_of else int(args.seconds * FPS)
+        dur = min(args.seconds, n_total / FPS)
+        split = round(0.75 * dur * FPS) / FPS
+        train_mp4 = cut(src, work / "avatar.mp4", 0.0, split)
+        test_mp4 = cut(src, work / "heldout.mp4", split, dur - split)
+        test_wav = cut(src, work / "heldout.wav", split, dur - split, audio_only=True)
+        folder = work / "avatar"
+        avatar = (lipdub.Avatar.load(folder) if (folder / "manifest.json").exists()
+                  else lipdub.Avatar.prepare(train_mp4, folder))
+        if args.train_minutes and not avatar.trained:
+            avatar.train(minutes=args.train_minutes)
+        opts = dict(use_network=bool(args.train_minutes))
+        entry = {"avatar": rel, "speaker": info["speaker"], "fold": k, "model": str(model_path.relative_to(ROOT)),
+                 "avatar_seconds": round(split, 2)}
+        own = video_aperture(train_mp4)
+        entry["own_range"] = {"mean": round(float(np.nanmean(own)), 3),
+                              "p90": round(float(np.nanpercentile(own, 90)), 3)}
+        out = lipdub.generate(avatar, test_wav, work / "self.mp4", **opts)
+        entry["self"] = score(video_aperture(Path(out)), video_aperture(test_mp4),
+                              speech_of(test_wav, int(round((dur - split) * FPS))))
+        cands = sorted((c for c in clips if fold_of[c.speaker] == k and c.speaker != info["speaker"]
+                        and c.n >= 125 and c.tracked >= 0.99), key=lambda c: -c.n)
+        seen, drivers = set(), []
+        for c in cands:
+            if c.speaker not in seen:
+                seen.add(c.speaker)
+                drivers.append(c)
+        entry["cross"] = []
+        for c in drivers[:args.drivers]:
+            path = next(p for p in (SHARED / d / c.name for d in ("data", "extra", "extra2")) if p.exists())
+            wav = cut(path, work / f"drv_{Path(c.name).stem}.wav", 0.0, min(20.0, c.n / FPS), audio_only=True)
+            real = video_aperture(path)[:int(min(20.0, c.n / FPS) * FPS)]
+            out = lipdub.generate(avatar, wav, work / f"cross_{Path(c.name).stem}.mp4", **opts)
+            row = score(video_aperture(Path(out)), real, speech_of(wav, len(real)))
+            entry["cross"].append({"driver": c.name, "speaker": c.speaker, **row})
+        if args.dub_audio:
+            out = lipdub.generate(avatar, args.dub_audio, work / f"dub_{args.dub_audio.stem}.mp4", **opts)
+            gen = video_aperture(Path(out))
+            sp = speech_of(args.dub_audio, len(gen))
+            g = gen[sp & np.isfinite(gen)]
+            entry["dub"] = {"audio": args.dub_audio.name, "video": str(Path(out).relative_to(ROOT)),
+                            "mean": round(float(g.mean()), 3), "p90": round(float(np.percentile(g, 90)), 3),
+                            "open_share": round(float((g >= OPEN).mean()), 3),
+                            "closed_share": round(float((g <= 0.1 * np.percentile(g, 90)).mean()), 3)}
+        results.append(entry)
+        print(json.dumps(entry), file=sys.stderr, flush=True)
+    cross = [r for e in results for r in e["cross"]]
+    selfs = [e["self"] for e in results]
+    mean = lambda rows, k: round(float(np.mean([r[k] for r in rows if r[k] is not None])), 3)  # noqa: E731
+    summary = {"avatars": len(results), "cross_pairs": len(cross),
+               "cross_r0": mean(cross, "r0"), "cross_r_best": mean(cross, "r_best"),
+               "cross_best_lag": mean(cross, "best_lag"), "cross_amp_mean": mean(cross, "amp_mean"),
+               "cross_closure_recall": mean(cross, "closure_recall"),
+               "self_r0": mean(selfs, "r0"), "self_amp_mean": mean(selfs, "amp_mean"),
+               "self_amp_p90": mean(selfs, "amp_p90"), "self_best_lag": mean(selfs, "best_lag"),
+               "self_closure_recall": mean(selfs, "closure_recall"),
+               "renderer": "U-Net" if args.train_minutes else "warped real mouth (bank, no U-Net)"}
+    report = {"summary": summary, "avatars": results}
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""Amplitude calibration: the monotone quantile map, silence, closures, the per-avatar cache, and
+the amplitude ratio it gives on a fixture. Needs nothing from ../shared."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import numpy as np
+import pytest
+
+from lipdub.audio import AudioFeatures
+from lipdub.motion import (AmplitudeMap, CalibrationOptions, MotionModel, apply, avatar_amplitude_map,
+                           calibrate, fit_amplitude_map, fit_avatar_map)
+from lipdub.motion import evaluation as ev
+from lipdub.motion import representation as rep
+from lipdub.motion.calibrate import CALIBRATION_FILE
+from tests.test_motion import face_track
+
+
+@pytest.fixture(scope="module")
+def model() -> MotionModel:
+    return MotionModel.load()
+
+
+def test_map_is_monotone_through_origin_and_never_negative():
+    rng = np.random.default_rng(0)
+    real = np.abs(rng.gamma(2.0, 0.05, 4000)) - 0.01     # some frames pressed below neutral
+    pred = 0.4 * real + 0.02 + rng.normal(0, 0.01, 4000)   # shrunk, offset, noisy
+    m = fit_amplitude_map(pred, real)
+    a = np.linspace(-0.1, 1.0, 2001)
+    f = m(a)
+    assert np.all(np.diff(f) >= -1e-12)
+    assert m(np.array([0.0]))[0] == 0.0
+    assert f.min() >= 0.0 or np.all(f[a <= 0] <= 0)
+    g = m.gains(a)
+    assert np.all(g >= 0) and np.all(np.isfinite(g))
+    # Quantile matching: mapped predictions share the real distribution.
+    mapped = pred * m.gains(pred)
+    assert abs(mapped.mean() / real.mean() - 1) < 0.05
+    assert abs(np.percentile(mapped, 90) / np.percentile(real, 90) - 1) < 0.05
+
+
+def test_map_roundtrips_json_and_identity_by_default():
+    m = fit_amplitude_map(np.linspace(0.01, 0.1, 100), np.linspace(0.0, 0.3, 100))
+    again = AmplitudeMap.from_dict(json.loads(json.dumps(m.to_dict())))
+    a = np.linspace(0, 0.2, 50)
+    np.testing.assert_allclose(again(a), m(a), atol=1e-5)
+    np.testing.assert_allclose(AmplitudeMap()(a), a)
+
+
+def test_low_predictions_map_to_closed_lips():
+    # Real speech closes fully a fifth of the time; the timid model never goes below 0.03.
+    real = np.r_[np.zeros(200), np.linspace(0.05, 0.4, 800)]
+    pred = 0.03 + 0.3 * real
+    m = fit_amplitude_map(pred, real)
+    assert m(np.array([0.03]))[0] == pytest.approx(0.0, abs=1e-6)
+    assert m(np.array([pred.max()]))[0] == pytest.approx(0.4, rel=0.05)
+
+
+def test_silence_stays_neutral_after_calibration(model):
+    n = 50
+    track = face_track(model, n)
+    amp = fit_amplitude_map(np.linspace(0.01, 0.05, 100), np.linspace(0.0, 0.3, 100))
+    cal = calibrate(track, model, amplitude=amp)
+    still = apply(cal, np.zeros((n, rep.N_POINTS, 3)), np.arange(n), CalibrationOptions(motion_smooth=0))
+    np.testing.assert_allclose(still[:, list(rep.MOUTH_POINTS)], track[:, list(rep.MOUTH_POINTS)], atol=1e-2)
+
+
+def _fixture_avatar(model, n=300, amplitude=2.5, seed=1):
+    """Features of random 'speech' plus a track whose real mouth opens like the model's own
+    prediction for that audio, ``amplitude`` times wider (a speaker the model under-predicts)."""
+    rng = np.random.default_rng(seed)
+    vad = np.ones(n, np.float32)
+    vad[:20] = vad[-20:] = 0
+    feats = AudioFeatures(fps=25.0, n_frames=n, duration=n / 25.0,
+                          mel=rng.uniform(-4, 0, (n, 80, 16)).astype(np.float32),
+                          whisper=rng.normal(0, 1, (n, 384)).astype(np.float32), vad=vad)
+    off = model.predict(feats).offsets
+    track = face_track(model, n, angle=0.05)
+    cal = calibrate(track, model, match_range=False)
+    real_off = off * amplitude
+    real = apply(cal, real_off, np.arange(n), CalibrationOptions(motion_smooth=0, match_range=False))
+    return feats, real, off * amplitude
+
+
+def test_self_calibration_amplitude_ratio_on_fixture(model, tmp_path):
+    feats, track, real_off = _fixture_avatar(model)
+    n = len(track)
+    uncal = calibrate(track, model, match_range=False)
+    mouth, _, _ = rep.to_canonical(track, model.reference)
+    real_ap = rep.aperture((mouth - rep.neutral_shape(mouth)).reshape(n, -1))
+    speech = np.zeros(n, bool)
+    speech[30:-30] = True
+    pred_off = model.predict(feats).offsets
+    raw = apply(uncal, pred_off, np.arange(n), CalibrationOptions(motion_smooth=1.0, match_range=False))
+
+    class Avatar:  # the attributes avatar_amplitude_map reads
+        path, manifest, landmarks = tmp_path, {"kind": "video", "has_features": True}, track
+
+        def features(self):
+            return feats
+
+    amp = avatar_amplitude_map(Avatar(), model)
+    assert amp.source == "avatar"
+    cached = json.loads((tmp_path / CALIBRATION_FILE).read_text())
+    assert cached["map"]["speech_frames"] >= 100
+    calibrated = apply(calibrate(track, model, amplitude=amp), pred_off, np.arange(n),
+                       CalibrationOptions(motion_smooth=1.0))
+
+    def ap(lms):
+        m, _, _ = rep.to_canonical(lms, model.reference)
+        return rep.aperture((m - rep.neutral_shape(mouth)).reshape(n, -1))
+
+    before = ev.amplitude_ratio(ap(raw), real_ap, speech)["mean"]
+    after = ev.amplitude_ratio(ap(calibrated), real_ap, speech)["mean"]
+    assert before < 0.6                      # the model alone opens far less than this speaker
+    assert 0.85 <= after <= 1.15, (before, after)
+    # A second call reads the cache instead of refitting.
+    assert avatar_amplitude_map(Avatar(), model).to_dict()["x"] == amp.to_dict()["x"]
+
+
+def test_photo_and_silent_avatars_use_the_corpus_map(model, tmp_path):
+    class Photo:
+        path, manifest, landmarks = tmp_path, {"kind": "photo"}, face_track(model, 5)
+
+    corpus = AmplitudeMap.from_dict(model.manifest.get("corpus_amplitude_map"))
+    assert avatar_amplitude_map(Photo(), model) == corpus
+    feats = AudioFeatures(fps=25.0, n_frames=200, duration=8.0, mel=np.zeros((200, 80, 16), np.float32),
+                          whisper=np.zeros((200, 384), np.float32), vad=np.zeros(200, np.float32))
+    assert fit_avatar_map(feats, face_track(model, 200), model) is None
+
+
+def test_amplitude_ratio_and_closure_recall_metrics():
+    t = np.arange(400)
+    real = np.maximum(0, np.sin(t / 3.0))            # closes (0) every ~19 frames
+    speech = np.ones(400, bool)
+    assert ev.amplitude_ratio(0.5 * real, real, speech)["mean"] == pytest.approx(0.5)
+    assert ev.closure_recall(real, real, speech)["recall"] == 1.0
+    timid = 0.3 + 0.2 * real                          # never closes
+    assert ev.closure_recall(timid, real, speech)["recall"] == 0.0
+    late = ev.shift(real, 1)                          # one frame late still counts (±1)
+    assert ev.closure_recall(late, real, speech)["recall"] == 1.0
+    assert ev.lagged(late, real)["best_lag"] == -1
+
+
+def test_shipped_model_loads_offline(monkeypatch):
+    """No socket may be opened while loading and running the shipped model."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access while loading the motion model")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    from lipdub.motion.model import MANIFEST_PATH, ONNX_PATH, MotionModel as Fresh
+
+    m = Fresh(ONNX_PATH, json.loads(MANIFEST_PATH.read_text()), threads=1)
+    out = m.run(np.zeros((40, rep.INPUT_DIM), np.float32))
+    assert out.shape == (40, rep.N_DIMS) and np.isfinite(out).all()
