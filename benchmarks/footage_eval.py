@@ -147,7 +147,7 @@ def run_generate(clip: Path, audio: Path, out: Path, cache: Path) -> float:
     env = {**os.environ, "LIPDUB_CACHE": str(cache), "LIPDUB_PROGRESS": "0"}
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "lipdub", "generate", "--avatar", str(clip), "--audio",
-                    str(audio), "-o", str(out)], check=True, env=env)
+                    str(audio), "-o", str(out)], check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
