@@ -78,7 +78,7 @@ def canvas_scale(inner_width_px: float, base_width: float = 44.0, max_scale: int
     return int(np.clip(np.ceil(inner_width_px / base_width), 1, max_scale))
 
 
-def _profile(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def opening_profile(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column: top and bottom edge of the opening (sub-pixel) and whether it is open."""
     h = mask.shape[0]
     ys = np.arange(h, dtype=np.float32)[:, None]
@@ -130,7 +130,7 @@ def paint_interior(mask: np.ndarray, colours: np.ndarray, scale: int = 1,
     teeth_rgb = cols["teeth"] if teeth_colour is None else np.asarray(teeth_colour, np.float64)
     width = (CORNER_L[0] - CORNER_R[0]) * s                  # inner corner to corner
     u = ((np.arange(w) + 0.5) - (CORNER_L[0] + CORNER_R[0]) / 2 * s) / (width / 2)
-    top, bottom, open_ = _profile(mask)
+    top, bottom, open_ = opening_profile(mask)
     # Lip edges are slightly noisy per column; teeth follow a smooth line.
     top = cv2.GaussianBlur(top[None].astype(np.float32), (0, 0), 1.5 * s)[0]
     bottom = cv2.GaussianBlur(bottom[None].astype(np.float32), (0, 0), 1.5 * s)[0]

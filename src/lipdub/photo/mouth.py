@@ -242,16 +242,16 @@ def paste_own_teeth(canvas: np.ndarray, frame: np.ndarray, src_lm: np.ndarray, d
     half moved with the upper lip, its lower half with the lower lip, column by column; what
     opens between them stays drawn (throat, tongue). Upper teeth stay with the upper jaw and the
     lower teeth move with the chin, and nothing is stretched."""
-    from lipdub.photo.interior_layers import _profile
+    from lipdub.photo.interior_layers import opening_profile
 
     h, w = dst_mask.shape
     m = it.canonical_matrix(src_lm, scale)
     src = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     src_mask = it.opening_mask(src_lm, m, (h, w))
-    top_s, bot_s, open_s = _profile(src_mask)
+    top_s, bot_s, open_s = opening_profile(src_mask)
     # The opening's own rim is the inner lip's dark edge, not teeth: leave it behind.
     src_mask = cv2.erode(src_mask, np.ones((3, 3), np.uint8), iterations=max(1, scale // 2))
-    top_d, bot_d, open_d = _profile(dst_mask)
+    top_d, bot_d, open_d = opening_profile(dst_mask)
     both = open_s & open_d
     if not both.any():
         return canvas
