@@ -296,8 +296,8 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
 
 
 def _calibration(template, model, calibrate):
-    """The motion calibration of ``template``, its neutral mouth and range measured only on
-    frames where the dubbed person's face is usable (not on frames held across a gap)."""
+    """The motion calibration of ``template``, its neutral mouth measured only on frames where
+    the dubbed person's face is usable (not on frames held across a gap or another shot)."""
     from lipdub.motion import avatar_amplitude_map
 
     landmarks = np.asarray(template.landmarks)
@@ -308,8 +308,7 @@ def _calibration(template, model, calibrate):
     if own is not None:
         usable = np.asarray(own)[:len(landmarks)] > 0
         if usable.any() and not usable.all():
-            sub = calibrate(landmarks[usable], model)
-            cal.neutral, cal.gain = sub.neutral, sub.gain
+            cal.neutral = calibrate(landmarks[usable], model).neutral
     return cal
 
 
