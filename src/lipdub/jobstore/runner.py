@@ -80,6 +80,15 @@ def lock_data_dir(data_dir: Path):
     return lock_file
 
 
+def client_message(error: str, data_dir: Path | str) -> str:
+    """A job's error as its client should read it: no server folders, and an upload called
+    what it is to the client (the server-made name means nothing to them)."""
+    import re
+
+    error = error.replace(f"{data_dir}{os.sep}", "")
+    return re.sub(r"uploads/[0-9a-f]{32}\.\w+", "the uploaded file", error)
+
+
 def preload(functions: dict[str, JobFn]) -> None:
     """Import the job modules once in the fork server, so a job starts in milliseconds.
 

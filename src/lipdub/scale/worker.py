@@ -31,7 +31,8 @@ from pathlib import Path
 from lipdub.errors import LipdubError
 from lipdub.scale import protocol as P
 from lipdub.scale.storage import AvatarCache, SharedDirStorage, Storage, check_rel
-from lipdub.jobstore.runner import CANCEL_POLL, PROGRESS_INTERVAL, JobFn, child_main, preload, terminate
+from lipdub.jobstore.runner import (CANCEL_POLL, PROGRESS_INTERVAL, JobFn, child_main, client_message,
+                                    preload, terminate)
 
 log = logging.getLogger("lipdub.scale.worker")
 
@@ -161,7 +162,7 @@ class Worker:
             self._emit(msg, "started")
             state, error, result = self._run(msg, root)
             if error:  # this worker's scratch folder means nothing to a client
-                error = error.replace(f"{root}{os.sep}", "")
+                error = client_message(error, root)
             if state != "superseded":
                 self._emit(msg, "finished", state=state, error=error, result=result)
             log.info("job %s %s%s", job_id, state, f": {error}" if error else "")

@@ -22,8 +22,8 @@ from typing import Callable
 
 from lipdub.errors import LipdubError
 from lipdub.jobstore.runner import (CANCEL_POLL, PROGRESS_INTERVAL, Cancelled, JobContext, JobFn,  # noqa: F401
-                                    JobQueue, child_main, lock_data_dir, make_context, preload,
-                                    terminate)
+                                    JobQueue, child_main, client_message, lock_data_dir,
+                                    make_context, preload, terminate)
 from lipdub.jobstore.store import Store
 
 log = logging.getLogger("lipdub.server")
@@ -158,8 +158,8 @@ class LocalQueue:
         log.info("job %s (%s) started", job_id, job["kind"])
         runner = self._run_in_process if self.isolation == "process" else self._run_in_thread
         state, error, result = runner(fn, spec)
-        if error:  # the server's own folders mean nothing to a client: name its files only
-            error = error.replace(f"{self.data_dir}{os.sep}", "")
+        if error:
+            error = client_message(error, self.data_dir)
         if state == "requeue":
             self._durably(job_id, self.store.requeue, job_id, "re-queued: the server stopped")
         else:
