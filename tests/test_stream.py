@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +69,11 @@ def test_frames_come_before_the_end_with_bounded_lookahead(avatar_dir, speech):
     for s in range(0, len(speech), 320):
         fed += len(speech[s:s + 320])
         for f in eng.feed(speech[s:s + 320]):
+            assert f.time + 0.2 <= fed / 16000 + 1e-9
+    # the worker threads finish what was asked for before the end of the input
+    deadline = time.monotonic() + 60
+    while eng.frames_done < eng.asked and time.monotonic() < deadline:
+        for f in eng.poll(0.1):
             assert f.time + 0.2 <= fed / 16000 + 1e-9
     assert eng.frames_done >= n_frames_for(speech, 25.0) - 0.2 * 25 - 3  # all but the lookahead
     assert len(eng.finish()) > 0
@@ -141,3 +147,44 @@ def test_a_photo_avatar_streams_too(tmp_path, face_png, speech):
     diffs = [np.abs(f.image[130:170, 190:260].astype(int)
                     - avatar.frame(f.template_index)[130:170, 190:260]).mean() for f in speaking]
     assert np.median(diffs) > 2.0
+
+
+def test_late_frames_repeat_the_last_image_instead_of_piling_up(avatar_dir, speech):
+    """max_latency: audio arriving far faster than frames can be drawn (all at once here) makes
+    the engine give frames up (repeat the last image, counted) rather than queue them all."""
+    from lipdub.stream import StreamOptions, Streamer, paced_chunks, stream
+
+    eng = Streamer(avatar_dir, StreamOptions(max_latency=0.05))
+    frames = list(stream(eng, paced_chunks(np.tile(speech, 3), 0.02)))
+    n = n_frames_for(np.tile(speech, 3), 25.0)
+    assert [f.index for f in frames] == list(range(n))  # every frame slot is still filled, in order
+    repeated = [f for f in frames if f.repeated]
+    assert repeated and eng.stats["repeated"] == len(repeated) and eng.stats["frames"] == n
+    for prev, f in zip(frames, frames[1:]):
+        if f.repeated:
+            assert f.image is prev.image
+    assert sum(not f.repeated for f in frames) < n
+
+
+def test_single_thread_mode_gives_the_same_frames(avatar_dir, speech):
+    a = run(avatar_dir, speech, 0.1, pipelined=False)
+    b = run(avatar_dir, speech, 0.1)
+    assert [f.index for f in a] == [f.index for f in b] == list(range(n_frames_for(speech, 25.0)))
+    assert np.mean([np.abs(x.image.astype(int) - y.image).mean() for x, y in zip(a, b)]) < 1.0
+
+
+def test_recorder_writes_every_frame_from_its_thread(avatar_dir, speech, tmp_path):
+    from lipdub.stream import Recorder
+    from lipdub.video import EncodeOptions, VideoWriter, probe
+
+    frames = run(avatar_dir, speech[:16000], 0.1)
+    h, w = frames[0].image.shape[:2]
+    rec = Recorder(VideoWriter(tmp_path / "seen.mp4", w, h, EncodeOptions(fps=25.0, preset="ultrafast")))
+    for f in frames:
+        rec.write(f.image)
+    path = rec.close()
+    assert path.exists() and round(probe(path).duration * 25) == len(frames)
+    rec = Recorder(VideoWriter(tmp_path / "dropped.mp4", w, h, EncodeOptions(fps=25.0)))
+    rec.write(frames[0].image)
+    rec.abort()
+    assert not (tmp_path / "dropped.mp4").exists()

@@ -251,11 +251,12 @@ def _cmd_stream(args: argparse.Namespace) -> int:
     import numpy as np
 
     from lipdub.audio import load_audio
-    from lipdub.stream import StreamOptions, Streamer, paced_chunks
+    from lipdub.stream import Recorder, StreamOptions, Streamer, paced_chunks
 
     try:
         options = StreamOptions(lookahead=args.lookahead, whisper_window=args.whisper_window,
-                                mouth_scale=args.mouth_scale)
+                                mouth_scale=args.mouth_scale,
+                                max_latency=(args.max_latency or None) if args.realtime else None)
     except ValueError as exc:
         raise LipdubError(f"invalid option: {exc}") from None
     if not 10 <= args.chunk_ms <= 5000:
@@ -274,8 +275,10 @@ def _cmd_stream(args: argparse.Namespace) -> int:
         sound = tempfile.NamedTemporaryFile(suffix=".wav", delete=False)
         sound.close()
         _write_wav(sound.name, wav)
-        writer = VideoWriter(args.output, av.width, av.height, EncodeOptions(fps=av.fps, preset="ultrafast", crf=23),
-                             audio=sound.name, expected_seconds=len(wav) / 16000)
+        # Encoded from its own thread (Recorder): the recording never holds up the stream.
+        writer = Recorder(VideoWriter(args.output, av.width, av.height,
+                                      EncodeOptions(fps=av.fps, preset="ultrafast", crf=23),
+                                      audio=sound.name, expected_seconds=len(wav) / 16000))
     start = time.monotonic()
     latencies, first = [], None
     n = 0
@@ -307,14 +310,15 @@ def _cmd_stream(args: argparse.Namespace) -> int:
                             "p95": round(float(np.percentile(lat, 95)), 1),
                             "p99": round(float(np.percentile(lat, 99)), 1),
                             "max": round(float(lat.max()), 1)} if n else None,
-             "output": args.output}
+             "repeated": engine.stats["repeated"], "output": args.output}
     if args.json:
         print(json.dumps(stats, indent=2))
     else:
         lm = stats["latency_ms"] or {}
         print(f"streamed {n} frames of {stats['audio_seconds']} s audio in {stats['wall_seconds']} s; "
               f"first frame {stats['first_frame_ms']} ms; latency p50 {lm.get('p50')} ms, "
-              f"p95 {lm.get('p95')} ms, p99 {lm.get('p99')} ms"
+              f"p95 {lm.get('p95')} ms, p99 {lm.get('p99')} ms; "
+              f"{stats['repeated']} late frames repeated the previous image"
               + (f"; wrote {args.output}" if args.output else ""))
     return 0
 
@@ -523,6 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--whisper-window", type=float, default=3.0,
                    help="seconds of trailing audio the Whisper encoder sees (default 3)")
     p.add_argument("--mouth-scale", type=float, default=1.0, help="mouth-opening amplitude (default 1)")
+    p.add_argument("--max-latency", type=float, default=0.4, metavar="S",
+                   help="with --realtime: a frame not ready within S s of its audio repeats the "
+                        "previous image instead, so the stream never falls behind (default 0.4; 0: off)")
     p.add_argument("-o", "--output", default=None, metavar="OUT.mp4", help="record frames + audio")
     p.add_argument("--json", action="store_true", help="print the statistics as JSON")
     p.set_defaults(func=_cmd_stream)

@@ -81,8 +81,9 @@ class LiveSession:
         try:
             while not self.stop.is_set():
                 try:
-                    chunk = self.inbox.get(timeout=0.5)
-                except queue.Empty:
+                    chunk = self.inbox.get(timeout=0.02)
+                except queue.Empty:  # the engine's threads may have finished frames meanwhile
+                    self._send_frames(self.engine.poll())
                     continue
                 if chunk is None:
                     if not self.stop.is_set():
@@ -94,6 +95,7 @@ class LiveSession:
             log.exception("live session failed")
             self._emit(({"type": "error", "detail": f"streaming failed: {exc}"}, None))
         finally:
+            self.engine.close()
             self._emit(None)
 
     def stats(self) -> dict:
@@ -157,7 +159,8 @@ def add_live_routes(app: FastAPI) -> None:
             return
         from lipdub.stream import StreamOptions, Streamer
 
-        options = app.state.live_options or StreamOptions()
+        # microphone input is real time: late frames repeat the last image rather than pile up
+        options = app.state.live_options or StreamOptions(max_latency=0.4)
         try:
             engine = await run_in_threadpool(Streamer, folder, options)
         except Exception as exc:
