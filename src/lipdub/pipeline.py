@@ -420,8 +420,21 @@ def _features(audio, fps: float, options: GenerateOptions, progress: ProgressFn 
     if isinstance(audio, AudioFeatures):
         return audio
     need = options.shapes == "audio"
-    return extract_features(audio, fps=fps, whisper=need, mel=need,
-                            vad=need or options.keep_silence, progress=progress)
+    vad = need or options.keep_silence
+    if not need:
+        return extract_features(audio, fps=fps, whisper=False, mel=False, vad=vad, progress=progress)
+    # The log-mel and the voice activity (NumPy, ONNX Runtime) run beside the Whisper encoder,
+    # whose model load and imports take ~2 s of the start-up.
+    from dataclasses import replace
+
+    from lipdub.audio import load_audio
+
+    audio = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else audio
+    with ThreadPoolExecutor(1, thread_name_prefix="lipdub-features") as side:
+        rest = side.submit(extract_features, audio, fps=fps, whisper=False, mel=True, vad=vad)
+        main = extract_features(audio, fps=fps, whisper=True, mel=False, vad=False, progress=progress)
+        other = rest.result()
+    return replace(main, mel=other.mel, vad=other.vad)
 
 
 def _resized(frames_in: Iterator[np.ndarray], size: tuple[int, int]) -> Iterator[np.ndarray]:
