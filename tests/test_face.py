@@ -251,3 +251,42 @@ def test_mouth_boxes_are_square_stable_and_inside_the_frame():
     assert set((mouth_boxes(track, 400, 400)[:, 2] - mouth_boxes(track, 400, 400)[:, 0]).tolist()) == {200}
     # Larger than the frame: cut to the frame.
     np.testing.assert_array_equal(mouth_boxes(_face_track([0]), 150, 160, scale=2.0)[0, [0, 2]], [0, 150])
+
+
+def test_cuts_are_found_and_motion_is_not_a_cut():
+    from lipdub.face.shots import CutDetector, shot_ids
+
+    base = astronaut()
+    other = np.ascontiguousarray(cv2.cvtColor(base, cv2.COLOR_RGB2BGR)[::-1])  # another picture
+    frames = [open_mouth(base, 6 * (i % 2), (i, 0)) for i in range(6)] + [other, other]
+    detector = CutDetector()
+    cuts = [detector.feed(f) for f in frames]
+    assert cuts == [False] * 6 + [True, False]
+    assert max(detector.scores[1:6]) < 10 < 27 < detector.scores[6]
+    np.testing.assert_array_equal(shot_ids(cuts), [0] * 6 + [1, 1])
+
+
+def test_every_face_in_a_frame_and_a_fresh_start_after_a_cut():
+    small = cv2.resize(astronaut(), (256, 256), interpolation=cv2.INTER_AREA)
+    two = np.concatenate([small, small[:, ::-1]], 1)
+    with FaceTracker(mode="video") as tracker:
+        faces = tracker.faces_in(two)
+        assert len(faces) == 2
+        assert sorted(float(f[:, 0].mean()) < 256 for f in faces) == [False, True]
+        assert tracker.faces_in(np.zeros_like(two)) == []
+        tracker.restart()
+        assert len(tracker.faces_in(two)) == 2  # found again straight after a cut
+
+
+def test_identity_tells_a_different_face_from_the_same_one(photo_landmarks):
+    from lipdub.face.people import SAME_PERSON, identity, identity_distance, yaw_degrees
+
+    img = astronaut()
+    shifted = np.roll(img, 3, axis=1)
+    lm_shifted = photo_landmarks.copy()
+    lm_shifted[:, 0] += 3
+    darker = np.clip(img.astype(np.float32) * [0.7, 0.55, 0.45], 0, 255).astype(np.uint8)
+    same = identity_distance(identity(img, photo_landmarks), identity(shifted, lm_shifted))
+    other = identity_distance(identity(img, photo_landmarks), identity(darker, photo_landmarks))
+    assert same < SAME_PERSON < other
+    assert yaw_degrees(photo_landmarks) < 20
