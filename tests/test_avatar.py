@@ -197,3 +197,26 @@ def test_options_are_validated():
         PrepareOptions(min_face_fraction=1.5)
     with pytest.raises(ValueError):
         PrepareOptions(fps=0)
+
+
+def test_the_two_kinds_import_neither_each_other_nor_the_dispatcher():
+    import ast
+
+    import lipdub
+
+    root = Path(lipdub.__file__).parent
+
+    def imports(path: Path) -> set[str]:
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names.add(node.module or "")
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+        return names
+
+    footage, photo = imports(root / "footage.py"), imports(root / "photo" / "prepare.py")
+    for names, other in ((footage, "lipdub.photo"), (photo, "lipdub.footage")):
+        assert not any(n == "lipdub.avatar" or n.startswith(other) for n in names), names
+        assert "lipdub.avatar_folder" in names  # the folder format they share
