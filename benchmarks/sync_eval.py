@@ -17,8 +17,8 @@ Scores: aperture r at lag 0, the best lag within ±2 (positive: the real mouth m
 amplitude ratio (generated / real, mean and 90th percentile, during speech by voice activity)
 and lip-closure recall. The renderer is the bank's warped real mouth (``use_network=False``:
 no per-avatar U-Net training here; the U-Net corrects texture, not geometry); ``--train-minutes``
-trains it instead. With ``--dub-audio`` each avatar is also dubbed with that file (e.g.
-``musetalk_eng.wav``) and its mouth range reported next to the avatar's own. Skips without
+trains it instead. With ``--dub-audio`` the ``--dub-for`` avatars are also dubbed with that file
+(e.g. ``musetalk_eng.wav``) and their mouth range reported next to the avatar's own. Skips without
 ../shared/data. Scratch under cache/bench/sync_eval (git-ignored).
 """
 
@@ -59,13 +59,16 @@ def cut(src: Path, out: Path, start: float, dur: float, audio_only: bool = False
 
 def video_aperture(path: Path) -> np.ndarray:
     """Pixel aperture (gap / width) per 25-fps frame of a video, NaN where no face."""
+    from lipdub.face import FaceTracker
     from lipdub.metrics import aperture_series
-    from lipdub.motion.dataset import KEEP, track_clip
+    from lipdub.video import read_frames
 
-    keep = track_clip(path)
-    full = np.full((len(keep), 478, 3), np.nan, np.float32)
-    full[:, list(KEEP)] = keep
-    return aperture_series(full)
+    rows = []
+    with FaceTracker(mode="video") as tracker:
+        for frame in read_frames(path, fps=FPS):
+            lm = tracker.track(frame)
+            rows.append(np.full((478, 3), np.nan, np.float32) if lm is None else lm)
+    return aperture_series(np.stack(rows))
 
 
 def speech_of(wav: Path, n: int) -> np.ndarray:
@@ -91,6 +94,11 @@ def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray) -> dict:
             "gen_mean": rd(np.mean(g[s])) if s.any() else None,
             "real_mean": rd(np.mean(r[s])) if s.any() else None,
             "gen_open_frames": int((g[s] >= OPEN).sum()), "real_open_frames": int((r[s] >= OPEN).sum())}
+
+
+def _rel(path: Path) -> str:
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def export_fold_model(run_dir: Path, k: int, out: Path, data) -> Path:
@@ -124,7 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--drivers", type=int, default=3, help="other held-out speakers per avatar")
     ap.add_argument("--seconds", type=float, default=20.0, help="length of avatar footage used (75 %% prepared)")
     ap.add_argument("--train-minutes", type=float, default=0.0, help="train the U-Net this long (0: warp only)")
-    ap.add_argument("--dub-audio", type=Path, help="also dub every avatar with this audio")
+    ap.add_argument("--dub-audio", type=Path, help="also dub the --dub-for avatars with this audio")
+    ap.add_argument("--dub-for", nargs="*", default=["data/mimictalk_German_20s.mp4"])
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     if not (SHARED / "data").is_dir():
@@ -159,7 +168,7 @@ def main(argv=None) -> int:
         if args.train_minutes and not avatar.trained:
             avatar.train(minutes=args.train_minutes)
         opts = dict(use_network=bool(args.train_minutes))
-        entry = {"avatar": rel, "speaker": info["speaker"], "fold": k, "model": str(model_path.relative_to(ROOT)),
+        entry = {"avatar": rel, "speaker": info["speaker"], "fold": k, "model": _rel(model_path),
                  "avatar_seconds": round(split, 2)}
         own = video_aperture(train_mp4)
         entry["own_range"] = {"mean": round(float(np.nanmean(own)), 3),
@@ -182,12 +191,12 @@ def main(argv=None) -> int:
             out = lipdub.generate(avatar, wav, work / f"cross_{Path(c.name).stem}.mp4", **opts)
             row = score(video_aperture(Path(out)), real, speech_of(wav, len(real)))
             entry["cross"].append({"driver": c.name, "speaker": c.speaker, **row})
-        if args.dub_audio:
+        if args.dub_audio and rel in args.dub_for:
             out = lipdub.generate(avatar, args.dub_audio, work / f"dub_{args.dub_audio.stem}.mp4", **opts)
             gen = video_aperture(Path(out))
             sp = speech_of(args.dub_audio, len(gen))
             g = gen[sp & np.isfinite(gen)]
-            entry["dub"] = {"audio": args.dub_audio.name, "video": str(Path(out).relative_to(ROOT)),
+            entry["dub"] = {"audio": args.dub_audio.name, "video": _rel(Path(out)),
                             "mean": round(float(g.mean()), 3), "p90": round(float(np.percentile(g, 90)), 3),
                             "open_share": round(float((g >= OPEN).mean()), 3),
                             "closed_share": round(float((g <= 0.1 * np.percentile(g, 90)).mean()), 3)}

@@ -98,6 +98,10 @@ def prepare_footage(source: Path, out_dir: Path, options: PrepareOptions = Prepa
             from lipdub.render.reference import prepare_bank
 
             prepare_bank(Avatar.load(work), MAX_BANK_FRAMES, progress)
+        if manifest["has_features"]:
+            from lipdub.motion.calibrate import prepare_calibration
+
+            prepare_calibration(Avatar.load(work))  # the motion amplitude map, fitted once here
         seconds = time.perf_counter() - started
         manifest.update(prepare_seconds=round(seconds, 3), prepare_fps=round(n_frames / seconds, 2))
         write_manifest(work, manifest)

@@ -234,6 +234,13 @@ def avatar_amplitude_map(avatar, model) -> AmplitudeMap:
     return AmplitudeMap.from_dict(fitted) if fitted else corpus
 
 
+def prepare_calibration(avatar, model=None) -> AmplitudeMap:
+    """Fit and store an avatar's amplitude map now (``prepare`` calls it, so generate need not)."""
+    from lipdub.motion.model import MotionModel
+
+    return avatar_amplitude_map(avatar, model or MotionModel.load())
+
+
 def write_calibration(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:

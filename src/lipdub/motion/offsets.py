@@ -23,7 +23,10 @@ from lipdub.motion import training as tr
 #: A lag is "clearly non-zero" when it is at least MIN_LAG frames, improves r by MIN_GAIN to at
 #: least MIN_R, is a real peak (not the search's edge, MAX_LAG) and the clip has MIN_FRAMES to
 #: trust it (on 1-s clips a random lag often wins).
-MIN_LAG, MIN_GAIN, MIN_R, MAX_LAG, MIN_FRAMES = 2, 0.1, 0.3, 6, 50
+MIN_LAG, MIN_GAIN, MIN_R, MAX_LAG, MIN_FRAMES = 2, 0.1, 0.3, 10, 50
+#: Lags beyond NEAR_LAG (up to MAX_LAG: TV clips run 160-280 ms late) are trusted only on clips of
+#: LONG_FRAMES or more: on a 3-s GRID sentence a far lag is usually a chance peak.
+NEAR_LAG, LONG_FRAMES = 6, 150
 #: Training-quality limits: best-lag r of the out-of-fold prediction, share of voiced frames.
 MIN_TRAIN_R, MIN_SPEECH = 0.15, 0.2
 
@@ -41,13 +44,20 @@ def offset_table(clips, oof: dict[str, np.ndarray]) -> dict[str, dict]:
         if c.name not in oof:
             continue
         lag, r_lag, r0 = tr.best_lag(rep.aperture(oof[c.name]), c.aperture, MAX_LAG)
+        trusted = c.n >= (LONG_FRAMES if abs(lag) > NEAR_LAG else MIN_FRAMES)
         clear = (MIN_LAG <= abs(lag) < MAX_LAG and r_lag - r0 >= MIN_GAIN and r_lag >= MIN_R
-                 and c.n >= MIN_FRAMES)
+                 and trusted)
         speech = speech_fraction(c.vad)
         env_r = tr.pearson(c.env, c.aperture)
         why = []
+        used_r = r_lag if clear else r0
         if r_lag < MIN_TRAIN_R:
             why.append(f"out-of-fold r {r_lag:.2f} at its best lag: audio does not drive this mouth")
+        elif used_r < MIN_TRAIN_R:
+            why.append(f"out-of-fold r {used_r:.2f} at the pairing it would train with "
+                       f"(best lag {lag:+d} not trusted)")
+        if abs(lag) == MAX_LAG and r_lag - r0 >= MIN_GAIN and trusted:
+            why.append(f"best lag at the search's edge ({lag:+d} frames): offset unknown")
         if speech < MIN_SPEECH:
             why.append(f"voice activity in {speech:.0%} of frames")
         table[c.name] = {"speaker": c.speaker, "lag": int(lag), "r_at_lag": round(r_lag, 3),
