@@ -183,3 +183,20 @@ def test_streaming_never_draws_where_there_is_no_face(edited, speech_wav):
             np.testing.assert_array_equal(f.image, av.frame(f.template_index))
             seen += 1
     assert seen > 10
+
+
+def test_a_face_sliding_out_of_the_picture_is_not_dubbed_while_its_mouth_is_outside(edited):
+    from lipdub.face.people import Track, dubbed_track
+
+    _, _, av = edited
+    base = av.raw_landmarks[5]
+    lowest = float(base[:, 1].max())
+    # The face slides down until its chin and mouth leave the picture, then comes back.
+    shifts = [0, 0, 0, 0, 0, 60, 120, 120, 60, 0, 0, 0, 0, 0]
+    drop = av.height - lowest + 1  # this much further and the chin is out
+    faces = [base + np.float32([0, drop * (s / 120) * 1.5 if s else 0, 0]) for s in shifts]
+    track = Track(0, list(range(len(faces))), faces, [np.zeros(11)] * len(faces), person=0)
+    dub = dubbed_track([track], 0, np.zeros(len(faces), np.int32), av.width, av.height, fade=1)
+    outside = np.array([float(f[152, 1]) >= av.height for f in faces])  # 152: the chin
+    assert outside.any() and (dub.weight[outside] == 0).all() and not dub.usable[outside].any()
+    assert dub.weight[0] == 1 and dub.weight[-1] == 1

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from lipdub.face.mesh import FACE_OVAL
+from lipdub.face.mesh import CHIN, FACE_OVAL, LIPS_OUTER
 
 # Landmarks of the proportions: (a, b) pairs, lengths in units of the eye distance.
 _EYES = (33, 263)
@@ -230,8 +230,10 @@ def dubbed_track(tracks: list[Track], person: int, shots: np.ndarray, width: int
     Inside one of the person's tracks, frames the tracker missed (at most ``max_gap`` of
     ``link_tracks``) are interpolated; nothing is interpolated across a cut or a longer gap.
     Frames without the person hold the nearest frame's landmarks and box (so every array stays
-    finite) and get weight 0: they are never drawn on. A usable frame next to an unusable one of
-    the same shot fades: weights 1/(fade+1), 2/(fade+1), ... At a cut the switch is immediate."""
+    finite) and get weight 0: they are never drawn on. Usable: the eyes at least
+    ``min_eye_distance`` apart, turned at most ``max_yaw``, mouth and chin inside the picture.
+    A usable frame next to an unusable one of the same shot fades: weights 1/(fade+1),
+    2/(fade+1), ... At a cut the switch is immediate."""
     from lipdub.face.track import mouth_boxes, smooth_track
 
     n = len(shots)
@@ -261,9 +263,14 @@ def dubbed_track(tracks: list[Track], person: int, shots: np.ndarray, width: int
         nearest = np.where(np.abs(missing - left) <= np.abs(right - missing), left, right)
         raw[missing], landmarks[missing], boxes[missing] = raw[nearest], landmarks[nearest], boxes[nearest]
     usable = present.copy()
+    mouth = list(LIPS_OUTER) + [CHIN]
     for f in have:
         lm = landmarks[f]
-        if eye_distance(lm) < min_eye_distance or yaw_degrees(lm) > max_yaw:
+        # A face partly out of the picture (leaving or entering it) is not dubbed while its
+        # mouth or chin is outside: the tracker only guesses those points.
+        inside = ((lm[mouth, 0] >= 0) & (lm[mouth, 0] < width) & (lm[mouth, 1] >= 0)
+                  & (lm[mouth, 1] < height)).all()
+        if not inside or eye_distance(lm) < min_eye_distance or yaw_degrees(lm) > max_yaw:
             usable[f] = False
     return DubbedTrack(raw, landmarks, boxes, present, usable, fade_weights(usable, shots, fade))
 
