@@ -200,3 +200,24 @@ def test_a_face_sliding_out_of_the_picture_is_not_dubbed_while_its_mouth_is_outs
     outside = np.array([float(f[152, 1]) >= av.height for f in faces])  # 152: the chin
     assert outside.any() and (dub.weight[outside] == 0).all() and not dub.usable[outside].any()
     assert dub.weight[0] == 1 and dub.weight[-1] == 1
+
+
+def test_a_face_coming_back_where_it_left_is_the_same_person():
+    from lipdub.face.people import SAME_PERSON, Track, group_people
+
+    face = np.zeros((478, 3), np.float32)
+    face[:, :2] = np.random.default_rng(0).uniform(100, 200, (478, 2))
+    elsewhere = face + np.float32([300, 0, 0])
+    d = np.zeros(11, np.float32)
+    near = d + 1.5 * SAME_PERSON  # descriptor distance between 1x and 2x the threshold
+
+    def track(shot, frames, lm, desc):
+        return Track(shot, list(frames), [lm] * len(frames), [desc] * len(frames))
+
+    # Same shot, same place: joined. Same place but another shot, or elsewhere: kept apart.
+    for later, joined in ((track(0, range(20, 30), face, near), True),
+                          (track(1, range(20, 30), face, near), False),
+                          (track(0, range(20, 30), elsewhere, near), False),
+                          (track(0, range(20, 30), face, d + 3 * SAME_PERSON), False)):
+        tracks = [track(0, range(10), face, d), later]
+        assert (group_people(tracks) == 1) == joined

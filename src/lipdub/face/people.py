@@ -138,7 +138,8 @@ def link_tracks(faces: list[list[np.ndarray]], descriptors: list[list[np.ndarray
 def group_people(tracks: list[Track], threshold: float = SAME_PERSON) -> int:
     """Give every track a ``person`` number; returns how many people. Tracks join (closest
     first) when their descriptors are within ``threshold`` and no two of the joined tracks
-    share a frame."""
+    share a frame. A face that comes back in the same shot where it left (``_returns``) may
+    differ twice as much: the picture around it says it is the same person."""
     n = len(tracks)
     parent = list(range(n))
     frames = [set(tr.frames) for tr in tracks]
@@ -153,8 +154,10 @@ def group_people(tracks: list[Track], threshold: float = SAME_PERSON) -> int:
     pairs = sorted((identity_distance(desc[i], desc[j]), i, j)
                    for i in range(n) for j in range(i + 1, n))
     for d, i, j in pairs:
-        if d > threshold:
+        if d > 2 * threshold:
             break
+        if d > threshold and not _returns(tracks[i], tracks[j]):
+            continue
         a, b = root(i), root(j)
         if a != b and not (frames[a] & frames[b]):
             parent[b] = a
@@ -163,6 +166,18 @@ def group_people(tracks: list[Track], threshold: float = SAME_PERSON) -> int:
     for i, tr in enumerate(tracks):
         tr.person = roots.setdefault(root(i), len(roots))
     return len(roots)
+
+
+def _returns(a: Track, b: Track) -> bool:
+    """Whether one track takes up, later in the same shot, about where and how large the other
+    left off (a face that left the picture or was hidden, and came back)."""
+    if a.shot != b.shot:
+        return False
+    first, second = (a, b) if a.frames[-1] < b.frames[0] else (b, a)
+    if first.frames[-1] >= second.frames[0]:
+        return False
+    (c0, s0), (c1, s1) = _box(first.landmarks[-1]), _box(second.landmarks[0])
+    return float(np.linalg.norm(c1 - c0)) <= s0 and 0.67 <= s1 / max(s0, 1e-3) <= 1.5
 
 
 def choose_person(tracks: list[Track], face_index: int | None = None,
