@@ -35,8 +35,6 @@ from lipdub.progress import Progress, ProgressFn
 # Frames JPEG-encoded but not yet written: enough to keep both encoder threads busy, few enough
 # that a 4K clip doesn't pile up in memory when encoding is the slower side.
 _MAX_PENDING_FRAMES = 8
-#: At most this many frames go into the mouth bank (evenly spread over the usable ones).
-MAX_BANK_FRAMES = 1500
 
 
 def prepare_footage(source: Path, out_dir: Path, options: PrepareOptions = PrepareOptions(),
@@ -97,7 +95,7 @@ def prepare_footage(source: Path, out_dir: Path, options: PrepareOptions = Prepa
         if options.bank:
             from lipdub.render.reference import prepare_bank
 
-            prepare_bank(Avatar.load(work), MAX_BANK_FRAMES, progress)
+            prepare_bank(Avatar.load(work), progress=progress)
         if manifest["has_features"]:
             from lipdub.motion.calibrate import prepare_calibration
 

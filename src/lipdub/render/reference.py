@@ -24,6 +24,9 @@ BANK_FILE = "render_bank.npz"
 #: Crop side of a bank made at preparation (the renderer's default size, ``TrainOptions.size``).
 BANK_SIZE = 128
 MAX_FULL = 320       # largest full-resolution bank crop kept (memory: 300 KB per frame)
+#: A bank made at preparation holds at most this many frames (40 s at 25 fps), evenly spread over
+#: the usable ones: plenty of mouth shapes, and at most ~300 MB of crops for a close-up.
+MAX_BANK_FRAMES = 1000
 # Retrieval cares most about the opening (teeth, dark cavity), then the outer lips, then the chin.
 _N_OUT, _N_IN = len(LIPS_OUTER_IDX), len(LIPS_INNER_IDX)
 _WEIGHTS = np.concatenate([np.full(_N_OUT, 1.0), np.full(_N_IN, 1.5),
@@ -163,7 +166,7 @@ def bank_frames(avatar, limit: int) -> np.ndarray:
     return usable
 
 
-def prepare_bank(avatar, limit: int = 1500, progress: ProgressFn | None = None,
+def prepare_bank(avatar, limit: int = MAX_BANK_FRAMES, progress: ProgressFn | None = None,
                  size: int = BANK_SIZE) -> ReferenceBank:
     """Build and save the mouth bank of a prepared avatar: all the network-free renderer needs."""
     bank = build_bank(avatar, bank_frames(avatar, limit), size, progress)

@@ -104,11 +104,11 @@ class Renderer:
         if bank is None or stale:
             # Derived data (crops + landmarks of chosen frames): rebuild rather than fail.
             from lipdub.avatar_folder import Avatar
-            from lipdub.render.reference import BANK_SIZE, bank_frames, build_bank
+            from lipdub.render.reference import BANK_SIZE, MAX_BANK_FRAMES, bank_frames, build_bank
 
             avatar = avatar_dir if hasattr(avatar_dir, "landmarks") else Avatar.load(directory)
             size = read_meta(directory).get("size", BANK_SIZE) if trained else BANK_SIZE
-            frames = bank.frames if stale else bank_frames(avatar, 1500)
+            frames = bank.frames if stale else bank_frames(avatar, MAX_BANK_FRAMES)
             bank = build_bank(avatar, frames, int(size))
             bank.save(directory)
         return cls(onnx_path if trained else None, bank, **kwargs)
