@@ -431,6 +431,7 @@ def concurrent_and_kill(fx: dict, work: Path, n_jobs: int = 20) -> dict:
         if states.count("done") >= 3 and "running" in states:
             break
         time.sleep(0.5)
+    at_kill = {state: states.count(state) for state in set(states)}
     server.stop(signal.SIGKILL)
     rows_after_kill = db_rows(data)
     server = Server(data, "--workers", "2").start()
@@ -442,7 +443,7 @@ def concurrent_and_kill(fx: dict, work: Path, n_jobs: int = 20) -> dict:
         outcome, _ = judge_job(server.base, job, seconds, work)
         outcomes[outcome] += 1
     server.stop()
-    return {"jobs": n_jobs, "accepted": len(accepted), **outcomes,
+    return {"jobs": n_jobs, "accepted": len(accepted), "states_at_kill": at_kill, **outcomes,
             "rows_lost_by_kill": len(set(accepted) - rows_after_kill),
             "server_answered_after_restart": answered, "sqlite_integrity": integrity(data)}
 
@@ -528,11 +529,13 @@ def disk_full(fx: dict, work: Path) -> dict:
                     outcome, _ = judge_response(r)
                     outcomes[outcome] += 1
                 answered &= server.answers()
+            details = []
             for job_id in ids:
                 job = wait_job(server.base, job_id, timeout=300)
                 answered &= server.answers()
-                outcome, _ = judge_job(server.base, job, decoded_seconds(fx["speech"]), work)
+                outcome, detail = judge_job(server.base, job, decoded_seconds(fx["speech"]), work)
                 outcomes[outcome] += 1
+                details.append(f"{(job or {}).get('state')}: {detail}")
             health = httpx.get(f"{server.base}/health", timeout=10).json()
             filler.unlink()
             r = httpx.post(f"{server.base}/jobs", data={"avatar_id": avatar_id},
@@ -541,7 +544,7 @@ def disk_full(fx: dict, work: Path) -> dict:
                               work) if r.status_code == 202 else ("crashed", f"HTTP {r.status_code}")
         finally:
             server.stop()
-        return {**outcomes, "responses": statuses, "server_answered": answered,
+        return {**outcomes, "responses": statuses, "accepted_jobs": details, "server_answered": answered,
                 "health_disk": health.get("disk"), "sqlite_integrity": integrity(data),
                 "rows_kept": len(ids) - len(set(ids) - db_rows(data)), "accepted": len(ids),
                 "after_space_freed": after[0]}
