@@ -32,7 +32,7 @@ from lipdub.server.models import Accepted, Avatar, Deleted, Job, job_out
 from lipdub.server.queue import JobFn, JobQueue, LocalQueue
 from lipdub.jobstore.housekeeping import Janitor, disk_free, is_disk_full
 from lipdub.jobstore.store import FINAL, Store, new_id
-from lipdub.server.uploads import BodyLimitMiddleware, display_name, remove_tree, save_upload
+from lipdub.server.uploads import BodyLimitMiddleware, DiskFull, display_name, remove_tree, save_upload
 
 log = logging.getLogger("lipdub.server")
 STATIC = Path(__file__).parent / "static"
@@ -115,10 +115,14 @@ def create_app(config: ServerConfig, *, jobs: dict[str, JobFn] | None = None,
                     responses={401: {"description": "missing or wrong API key"}} if config.api_key else {})
 
     async def save(upload: UploadFile, want: str):
-        return await run_in_threadpool(
-            save_upload, upload, data_dir, want, limit=config.max_upload_bytes,
-            max_video_seconds=config.max_video_seconds, max_audio_seconds=config.max_audio_seconds,
-            min_free_bytes=config.min_free_bytes)
+        try:
+            return await run_in_threadpool(
+                save_upload, upload, data_dir, want, limit=config.max_upload_bytes,
+                max_video_seconds=config.max_video_seconds, max_audio_seconds=config.max_audio_seconds,
+                min_free_bytes=config.min_free_bytes)
+        except DiskFull:
+            janitor.poke()  # retention and the size cap may free space now, not in 10 minutes
+            raise
 
     def start_avatar(source, name: str, options: dict) -> tuple[str, str]:
         """Record an avatar and queue the job that prepares it. Returns (avatar id, job id)."""
