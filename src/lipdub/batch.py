@@ -3,8 +3,8 @@
 Items come from a manifest (CSV or JSON rows ``avatar, audio, output, options``) or from a folder
 of audio files for one avatar. A run
 
-- skips items whose output already exists and probes as complete (video + audio, duration within
-  ``DURATION_TOLERANCE`` of the audio's), so an interrupted batch resumes where it stopped;
+- skips items whose output already exists and passes the written-video check (video frames,
+  audio, the audio's length within a frame), so an interrupted batch resumes where it stopped;
 - prepares/trains each distinct avatar once, before the items that need it run in parallel;
 - keeps going past a failed item and returns every failure with its error.
 """
@@ -25,8 +25,6 @@ from typing import Callable
 from lipdub.errors import InputError
 
 AUDIO_SUFFIXES = (".wav", ".mp3", ".m4a", ".aac", ".flac", ".ogg", ".opus", ".wma", ".webm", ".mp4")
-#: an output counts as complete when its duration is this close to its audio's (seconds)
-DURATION_TOLERANCE = 0.15
 
 
 @dataclass(frozen=True)
@@ -157,21 +155,22 @@ def items_from_dir(avatar: str | os.PathLike, audio_dir: str | os.PathLike,
 
 # ------------------------------------------------------------------------------------ running
 
-def is_complete(output: str | os.PathLike, audio: str | os.PathLike,
-                tolerance: float = DURATION_TOLERANCE) -> bool:
-    """Whether ``output`` exists and is a finished dub of ``audio``: it probes, has video and
-    audio, and lasts as long as the audio (within ``tolerance`` s)."""
-    from lipdub.video import probe
+def is_complete(output: str | os.PathLike, audio: str | os.PathLike) -> bool:
+    """Whether ``output`` exists and is a finished dub of ``audio``: the check every written video
+    passes (``lipdub.video.verify_output``: video frames, audio, the audio's length within a
+    frame)."""
+    from lipdub.errors import LipdubError
+    from lipdub.video import probe, verify_output
 
     if not Path(output).is_file():
         return False
     try:
-        out, src = probe(output), probe(audio)
-    except Exception:
+        src = probe(audio)
+        seconds = src.audio_duration or src.duration
+        verify_output(output, seconds, probe(output).fps or 25.0)
+    except (LipdubError, OSError):
         return False
-    seconds = src.audio_duration or src.duration
-    return (out.has_video and out.has_audio and seconds > 0
-            and abs(out.duration - seconds) <= tolerance)
+    return seconds > 0
 
 
 def _options(defaults: dict, item: BatchItem):
