@@ -508,3 +508,11 @@ def test_output_under_a_file_is_refused_before_any_work(clips):
     blocker.write_text("x")
     with pytest.raises(OutputError, match="plain_file is a file, not a folder"):
         VideoWriter(blocker / "sub" / "o.mp4", 16, 16)
+
+
+def test_an_output_over_the_input_size_limit_is_still_checked_not_refused(clips, tone_wav, monkeypatch):
+    monkeypatch.setenv("LIPDUB_MAX_INPUT_BYTES", "1000")  # inputs that big are refused...
+    out = write_video([marked(40 + 6 * k) for k in range(30)], clips / "big_output.mp4")
+    assert out.stat().st_size > 1000  # ...but an output that big is ours, and fine
+    with pytest.raises(InputError, match="input limit"):
+        probe(out)

@@ -67,12 +67,14 @@ class MediaInfo:
     audio_duration: float = 0.0  # seconds; 0.0 without audio
 
 
-def probe(path: str | os.PathLike) -> MediaInfo:
-    """Describe a media file, or raise InputError saying in one line why it is not usable."""
+def probe(path: str | os.PathLike, *, size_limit: bool = True) -> MediaInfo:
+    """Describe a media file, or raise InputError saying in one line why it is not usable.
+
+    ``size_limit=False`` skips the input size limit (for checking our own outputs)."""
     import av
 
     path = Path(path)
-    _check_file(path)
+    _check_file(path, size_limit)
     try:
         container = av.open(str(path))
     except (av.error.FFmpegError, OSError) as e:
@@ -115,7 +117,7 @@ def probe(path: str | os.PathLike) -> MediaInfo:
                          codec, rotation, audio_rate, audio_seconds)
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path, size_limit: bool = True) -> None:
     if not path.exists():
         raise InputError(f"no such file: {path}")
     if path.is_dir():
@@ -123,14 +125,15 @@ def _check_file(path: Path) -> None:
     size = path.stat().st_size
     if size == 0:
         raise InputError(f"empty file: {path}")
-    raw_limit = os.environ.get("LIPDUB_MAX_INPUT_BYTES", "").strip()
-    try:
-        limit = int(raw_limit) if raw_limit else DEFAULT_MAX_INPUT_BYTES
-    except ValueError:
-        raise InputError(f"LIPDUB_MAX_INPUT_BYTES must be a number of bytes, not {raw_limit!r}") from None
-    if size > limit:
-        raise InputError(f"{path} is {size / 2 ** 30:.2f} GiB, over the {limit / 2 ** 30:.2f} GiB input "
-                         "limit (set LIPDUB_MAX_INPUT_BYTES to allow bigger files)")
+    if size_limit:
+        raw_limit = os.environ.get("LIPDUB_MAX_INPUT_BYTES", "").strip()
+        try:
+            limit = int(raw_limit) if raw_limit else DEFAULT_MAX_INPUT_BYTES
+        except ValueError:
+            raise InputError(f"LIPDUB_MAX_INPUT_BYTES must be a number of bytes, not {raw_limit!r}") from None
+        if size > limit:
+            raise InputError(f"{path} is {size / 2 ** 30:.2f} GiB, over the {limit / 2 ** 30:.2f} GiB input "
+                             "limit (set LIPDUB_MAX_INPUT_BYTES to allow bigger files)")
     if not os.access(path, os.R_OK):
         raise InputError(f"cannot read {path}: permission denied")
 
@@ -506,7 +509,7 @@ def verify_output(path: str | os.PathLike, expected_seconds: float | None, fps: 
     """
     name = name or path
     try:
-        info = probe(path)
+        info = probe(path, size_limit=False)  # an output may well be larger than inputs may be
     except InputError as e:
         raise OutputError(f"the video written to {name} is unreadable ({e})") from None
     if not info.has_video or info.n_frames < 1:
