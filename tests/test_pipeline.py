@@ -146,15 +146,3 @@ def test_mouth_bank_from_an_older_point_set_is_rebuilt(tiny_avatar, tmp_path):
     assert renderer.bank.points.shape[1] == len(WARP_IDX)
     assert ReferenceBank.load(folder).points.shape[1] == len(WARP_IDX)
 
-
-def test_mel_windows_cut_on_demand_equal_the_whole_array():
-    """generate keeps the log-mel spectrogram and cuts windows per chunk (memory flat in length)."""
-    from lipdub.audio.mel import log_mel, mel_windows
-    from lipdub.pipeline import MelWindows
-
-    wav = np.random.default_rng(0).normal(0, 0.1, 16000 * 3).astype(np.float32)
-    whole = mel_windows(wav, 25.0, 75)
-    lazy = MelWindows(log_mel(wav), 25.0, 75)
-    assert lazy.shape == whole.shape and len(lazy) == 75
-    assert np.array_equal(lazy[10:40], whole[10:40]) and np.array_equal(lazy[3], whole[3])
-    assert np.array_equal(np.asarray(lazy), whole)

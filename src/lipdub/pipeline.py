@@ -295,49 +295,13 @@ def _features(audio, fps: float, options: GenerateOptions, progress: ProgressFn 
     vad = need or options.keep_silence
     if not need:
         return extract_features(audio, fps=fps, whisper=False, mel=False, vad=vad, progress=progress)
-    # The log-mel and the voice activity (NumPy, ONNX Runtime) run beside the Whisper encoder,
-    # whose model load and imports take ~2 s of the start-up.
-    from dataclasses import replace
-
+    # Whisper states and mel windows are computed as the frame loop reaches them (the same
+    # values): the first frame no longer waits for all of the audio, nor memory for its length.
     from lipdub.audio import load_audio
-    from lipdub.audio.mel import log_mel
+    from lipdub.features_on_demand import on_demand_features
 
     audio = load_audio(audio) if isinstance(audio, (str, os.PathLike)) else audio
-    with ThreadPoolExecutor(1, thread_name_prefix="lipdub-features") as side:
-        rest = side.submit(extract_features, audio, fps=fps, whisper=False, mel=False, vad=vad)
-        spec = side.submit(log_mel, audio)
-        main = extract_features(audio, fps=fps, whisper=True, mel=False, vad=False, progress=progress)
-        other = rest.result()
-    return replace(main, mel=MelWindows(spec.result(), fps, main.n_frames), vad=other.vad)
-
-
-class MelWindows:
-    """``AudioFeatures.mel`` cut from the log-mel spectrogram when sliced, the same values as
-    ``lipdub.audio.mel_windows`` bit for bit. Held whole, the windows take 5 KB a frame (77 MB
-    for 10 minutes of audio: the peak-memory growth of a long generate); the spectrogram 0.3 KB."""
-
-    def __init__(self, spec: np.ndarray, fps: float, n_frames: int):
-        from lipdub.audio.mel import MEL_STEPS, mel_window_starts
-
-        self.spec = spec
-        self.starts = mel_window_starts(fps, n_frames)
-        self.steps = np.arange(MEL_STEPS)
-        self.shape = (int(n_frames), spec.shape[0], MEL_STEPS)
-        self.dtype = np.dtype(np.float32)
-        self.ndim = 3
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __getitem__(self, key) -> np.ndarray:
-        starts = self.starts[key]
-        columns = np.clip(np.atleast_1d(starts)[:, None] + self.steps[None, :], 0, self.spec.shape[1] - 1)
-        out = np.ascontiguousarray(self.spec[:, columns].transpose(1, 0, 2), dtype=np.float32)
-        return out if np.ndim(starts) else out[0]
-
-    def __array__(self, dtype=None) -> np.ndarray:
-        out = self[:]
-        return out if dtype is None else out.astype(dtype)
+    return on_demand_features(audio, fps, vad=vad)
 
 
 def _resized(frames_in: Iterator[np.ndarray], size: tuple[int, int]) -> Iterator[np.ndarray]:
