@@ -55,6 +55,12 @@ def fold_maps(clips, oof, fold_of) -> dict:
             for k in sorted(set(fold_of.values()))}
 
 
+def face_map(cmap, real_speech):
+    from lipdub.motion.calibrate import fit_face_map
+
+    return fit_face_map(cmap, real_speech)
+
+
 def score_clip(c, pred, shuf, delay, cmap, files, offset: int = 0) -> dict:
     from lipdub.motion import evaluation as ev, representation as rep
     from lipdub.motion.calibrate import fit_amplitude_map
@@ -91,6 +97,13 @@ def score_clip(c, pred, shuf, delay, cmap, files, offset: int = 0) -> dict:
         cl = ev.closure_recall(self_ap, real[cut:], speech[cut:])
         row.update(amp_self=_r(amp["mean"]), amp_self_p90=_r(amp["p90"]),
                    closure_recall_self=_r(cl["recall"]))
+        # Face-only map: the corpus's predicted quantiles -> this speaker's real ones (its voice
+        # plays no part, as when another voice drives the avatar).
+        face = face_map(cmap, real[:cut][speech[:cut]])
+        face_ap = raw_ap[cut:] * face.gains(raw_ap[cut:])
+        amp_f = ev.amplitude_ratio(face_ap, real[cut:], speech[cut:])
+        row.update(amp_face=_r(amp_f["mean"]), amp_face_p90=_r(amp_f["p90"]),
+                   closure_recall_face=_r(ev.closure_recall(face_ap, real[cut:], speech[cut:])["recall"]))
     row["envelope_r"] = _r(ev.pearson(c.env, real))
     if shuf is not None:
         m = min(len(shuf), c.n)
@@ -108,7 +121,8 @@ def score_clip(c, pred, shuf, delay, cmap, files, offset: int = 0) -> dict:
 
 
 KEYS = ("r0", "r0_offsets", "r_best", "best_lag", "r0_no_delay", "best_lag_no_delay", "lmd_iod", "amp_raw",
-        "amp_raw_p90", "amp_corpus", "amp_corpus_p90", "r0_corpus", "amp_self", "amp_self_p90",
+        "amp_raw_p90", "amp_corpus", "amp_corpus_p90", "r0_corpus", "amp_self", "amp_self_p90", "amp_face", "amp_face_p90",
+        "closure_recall_face",
         "closure_recall", "closure_precision", "closure_recall_self", "envelope_r", "shuffled_r",
         "jitter_silence_gen", "jitter_silence_real")
 

@@ -156,3 +156,13 @@ def test_shipped_model_loads_offline(monkeypatch):
     m = Fresh(ONNX_PATH, json.loads(MANIFEST_PATH.read_text()), threads=1)
     out = m.run(np.zeros((40, rep.INPUT_DIM), np.float32))
     assert out.shape == (40, rep.N_DIMS) and np.isfinite(out).all()
+
+
+def test_face_map_uses_the_corpus_levels_and_the_faces_range():
+    corpus = fit_amplitude_map(np.linspace(0.01, 0.2, 500), np.linspace(0.0, 0.3, 500))
+    from lipdub.motion.calibrate import fit_face_map
+
+    face = fit_face_map(corpus, np.linspace(0.0, 0.6, 500))     # a face with twice the range
+    a = np.linspace(0.0, 0.2, 100)
+    assert np.all(np.diff(face(a)) >= -1e-12) and face(np.array([0.0]))[0] == 0.0
+    np.testing.assert_allclose(face(np.array(corpus.x[5:10])), 2 * corpus(np.array(corpus.x[5:10])), rtol=0.05)

@@ -115,6 +115,20 @@ def fit_amplitude_map(pred: np.ndarray, real: np.ndarray, weights: np.ndarray | 
     return AmplitudeMap(tuple(xs), tuple(ys), source)
 
 
+def fit_face_map(corpus: AmplitudeMap, real: np.ndarray, source: str = "face") -> AmplitudeMap:
+    """Map the model's corpus-wide predicted quantiles (``corpus.x``, many voices) to this face's
+    real speech apertures at the same quantile levels: the avatar's range without its own voice."""
+    real = np.asarray(real, np.float64)
+    real = real[np.isfinite(real)]
+    if len(corpus.x) > len(QUANTILES) or corpus.source == "identity" or len(real) < 5:
+        return corpus
+    levels = np.asarray(QUANTILES)[-len(corpus.x):]
+    ys = np.maximum.accumulate(np.maximum(np.quantile(real, levels), 0.0))
+    if ys[-1] <= 0:
+        return corpus
+    return AmplitudeMap(tuple(corpus.x), tuple(ys), source)
+
+
 def _quantiles(v: np.ndarray, q, w: np.ndarray | None) -> np.ndarray:
     if w is None:
         return np.quantile(v, q)
