@@ -2,8 +2,7 @@
 
 Python API (imported lazily, so ``import lipdub`` stays light)::
 
-    avatar = lipdub.Avatar.prepare("me.mp4", "avatars/me")
-    avatar.train(minutes=20)
+    avatar = lipdub.Avatar.prepare("me.mp4", "avatars/me")   # ready to dub: no training step
     lipdub.generate(avatar, "speech.wav", "out.mp4", fade_in=25)
     for frame in lipdub.frames(avatar, "speech.wav"): ...
 """

@@ -346,8 +346,8 @@ def _stage_avatar(client, avatar: str):
         if path.is_dir():
             return client.stage(path), None
         folder = f"avatars/{client.batch_id}-{path.stem}"
-        prep = client.submit("prepare", {"source": client.stage(path), "avatar_dir": folder},
-                             {"train": True})
+        # No training: the renderer works from the mouth bank that preparation builds.
+        prep = client.submit("prepare", {"source": client.stage(path), "avatar_dir": folder}, {})
         return folder, prep
     except Exception as exc:  # noqa: BLE001
         return exc

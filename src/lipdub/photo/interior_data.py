@@ -93,7 +93,7 @@ def extract_clip(path: Path, stride: int, min_aperture: float, max_frames: int) 
 def build_dataset(dirs: list[Path], cache: Path, stride: int, min_aperture: float,
                   max_frames: int, exclude: set[str]) -> list[dict]:
     """Samples of every clip whose speaker is not in ``exclude`` (extracted once, then cached)."""
-    from lipdub.avatar import file_sha256
+    from lipdub.avatar_folder import file_sha256
 
     cache.mkdir(parents=True, exist_ok=True)
     out = []

@@ -2,7 +2,7 @@
 
 Every downstream stage then sees an ordinary multi-frame avatar (manifest ``kind = "photo"``);
 the stored landmarks are the idle warp's own targets, exact, so nothing is re-tracked (a tracker
-would only add jitter and smear the blinks). The folder is written with ``lipdub.avatar``'s own
+would only add jitter and smear the blinks). The folder is written with ``lipdub.avatar_folder``'s
 helpers (destination check, track store, atomic install), so the format keeps one owner.
 """
 
@@ -53,9 +53,9 @@ def prepare_photo(image_path: str | os.PathLike, out_dir: str | os.PathLike,
                   progress: ProgressFn | None = None, overwrite: bool = False):
     """Write an avatar folder at ``out_dir`` from a photo; returns the ``Avatar``.
 
-    Same folder format as ``lipdub.avatar.prepare`` (its destination check, track store and
+    Same folder format as footage avatars (``lipdub.avatar_folder``'s destination check, track store and
     atomic install are reused), plus ``manifest["kind"] = "photo"`` and ``manifest["photo"]`` (the
-    idle options). ``prepare_options`` is lipdub.avatar's ``PrepareOptions`` (fps, max_size,
+    idle options). ``prepare_options`` is ``lipdub.avatar_folder.PrepareOptions`` (fps, max_size,
     face_index, jpeg_quality); its ``smooth`` is ignored: the landmarks are exact.
     """
     import shutil

@@ -1,4 +1,4 @@
-"""The job functions the server runs: prepare an avatar (and train its renderer), generate.
+"""The job functions the server runs: prepare an avatar (optionally train its U-Net), generate.
 
 Each is ``fn(ctx: JobContext) -> dict`` (see lipdub.jobstore.runner). They import the engine lazily:
 a job runs in a fresh child process, and a stage that is not installed in this build fails its
@@ -140,7 +140,7 @@ def prepare_job(ctx: JobContext) -> dict:
 
 def generate_job(ctx: JobContext) -> dict:
     """Inputs: avatar_dir, audio (upload). Options: public GenerateOptions fields (checked by
-    the API). Writes result.mp4. An avatar without a trained renderer is trained first."""
+    the API). Writes result.mp4. No training: an avatar is ready once prepared."""
     GenerateOptions, generate = _engine("lipdub.pipeline", "GenerateOptions", "generate",
                                         what="video generation (the renderer)")
     _engine("lipdub.avatar", "Avatar", what="avatar loading")  # generate() needs it too
@@ -148,7 +148,6 @@ def generate_job(ctx: JobContext) -> dict:
     if not avatar_dir.is_dir():
         raise InputError("the avatar was deleted before this job ran")
     out = ctx.work_dir / "result.mp4"
-    # generate() takes the avatar folder itself and trains its renderer if that is missing.
     generate(avatar_dir, ctx.path(ctx.inputs["audio"]), out, GenerateOptions(**ctx.options),
              progress=ctx.progress)
     if not out.is_file():
