@@ -51,3 +51,13 @@ def test_custom_text_without_espeak_says_how_to_fix(no_espeak, tmp_path):
     with pytest.raises(MissingDependencyError, match="apt-get install espeak-ng"):
         no_espeak.run_demo(tmp_path / "x.mp4", text="Something else entirely.")
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_cli_text_without_espeak_is_one_line_error(no_espeak, tmp_path, capsys):
+    from lipdub.cli import main
+
+    out = tmp_path / "x.mp4"
+    assert main(["demo", "--text", "Something else entirely.", "-o", str(out)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lipdub: error:") and "espeak-ng" in err[0]
+    assert not out.exists()

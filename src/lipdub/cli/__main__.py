@@ -1,0 +1,7 @@
+"""`python -m lipdub.cli`."""
+
+import sys
+
+from lipdub.cli import main
+
+sys.exit(main())
