@@ -9,6 +9,8 @@ crop, cheap enough for generation at video rate.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import cv2
 import numpy as np
 
@@ -16,6 +18,7 @@ GRID = 33  # coarse evaluation grid (points per side); the map is smooth, so thi
 REGULARISATION = 1e-3
 
 
+@lru_cache(maxsize=16)
 def _anchors(size: int) -> np.ndarray:
     """Fixed points on the crop border: far from the mouth nothing should move."""
     s = float(size - 1)
@@ -24,25 +27,32 @@ def _anchors(size: int) -> np.ndarray:
     bottom = np.stack([t, np.full_like(t, s)], 1)
     left = np.stack([np.zeros(3, np.float32), t[1:4]], 1)
     right = np.stack([np.full(3, s, np.float32), t[1:4]], 1)
-    return np.concatenate([top, bottom, left, right]).astype(np.float32)
+    out = np.concatenate([top, bottom, left, right]).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=16)
+def _grid(size: int) -> np.ndarray:
+    """(GRID*GRID, 2) coarse evaluation points (units of the crop side), placed where cv2.resize
+    (pixel-centre aligned) will put the coarse values."""
+    g = ((np.arange(GRID) + 0.5) * size / GRID - 0.5) / size
+    gx, gy = np.meshgrid(g, g)
+    out = np.stack([gx.ravel(), gy.ravel()], 1)
+    out.flags.writeable = False
+    return out
 
 
 def _kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """U(r) = r^2 log r^2 between point sets a (n, 2) and b (m, 2), with U(0) = 0.
-
-    OpenCV's element-wise ops: numpy's broadcasting temporaries cost ~10x more here."""
-    a, b = a.astype(np.float32), b.astype(np.float32)
-    d2 = cv2.magnitude(a[:, None, 0] - b[None, :, 0], a[:, None, 1] - b[None, :, 1]) ** 2
+    """U(r) = r^2 log r^2 between point sets a (n, 2) and b (m, 2), with U(0) = 0 (float64)."""
+    d2 = (a[:, None, 0] - b[None, :, 0]) ** 2 + (a[:, None, 1] - b[None, :, 1]) ** 2
     d2 = np.maximum(d2, 1e-20)
-    return (d2 * cv2.log(d2)).astype(np.float64)
+    return d2 * np.log(d2)
 
 
-def tps_maps(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
-             src_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Dense backward maps (map_x, map_y), ``size`` x ``size``, so that ``remap(src, map_x, map_y)``
-    moves ``source_pts`` (pixels of a ``src_size`` crop) onto ``target_pts`` (pixels of the
-    ``size`` output), the crop borders staying in place. Crops may differ in resolution."""
-    src_size = src_size or size
+def _coarse_map(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
+                src_size: int) -> np.ndarray:
+    """(GRID, GRID, 2) float32 source positions (pixels) of the coarse output grid."""
     dst = np.concatenate([np.asarray(target_pts, np.float64), _anchors(size)]) / size
     src = np.concatenate([np.asarray(source_pts, np.float64), _anchors(src_size)]) / src_size
     n = len(dst)
@@ -58,15 +68,18 @@ def tps_maps(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
     ok, coef = cv2.solve(system, rhs, flags=cv2.DECOMP_LU)
     if not ok:
         coef = np.linalg.lstsq(system, rhs, rcond=None)[0]
+    grid = _grid(size)
+    mapped = _kernel(grid, dst) @ coef[:n] + coef[n] + grid @ coef[n + 1:]
+    return (mapped * src_size).astype(np.float32).reshape(GRID, GRID, 2)
 
-    # Sample where cv2.resize (pixel-centre aligned) will put the coarse values.
-    g = ((np.arange(GRID) + 0.5) * size / GRID - 0.5) / size
-    gx, gy = np.meshgrid(g, g)
-    grid = np.stack([gx.ravel(), gy.ravel()], 1)
-    k = _kernel(grid, dst)
-    mapped = k @ coef[:n] + coef[n] + grid @ coef[n + 1:]
-    mapped = (mapped * src_size).astype(np.float32).reshape(GRID, GRID, 2)
-    dense = cv2.resize(mapped, (size, size), interpolation=cv2.INTER_LINEAR)
+
+def tps_maps(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
+             src_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Dense backward maps (map_x, map_y), ``size`` x ``size``, so that ``remap(src, map_x, map_y)``
+    moves ``source_pts`` (pixels of a ``src_size`` crop) onto ``target_pts`` (pixels of the
+    ``size`` output), the crop borders staying in place. Crops may differ in resolution."""
+    dense = cv2.resize(_coarse_map(target_pts, source_pts, size, src_size or size), (size, size),
+                       interpolation=cv2.INTER_LINEAR)
     return np.ascontiguousarray(dense[..., 0]), np.ascontiguousarray(dense[..., 1])
 
 
@@ -75,8 +88,11 @@ def warp(image: np.ndarray, source_pts: np.ndarray, target_pts: np.ndarray,
     """``image`` (S, S, C) bent so that its ``source_pts`` land on ``target_pts``; the result is
     ``size`` x ``size`` (default S), ``target_pts`` being in its pixels."""
     size = size or image.shape[0]
-    mx, my = tps_maps(target_pts, source_pts, size, image.shape[0])
-    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    # One two-channel map straight into remap: splitting it into x and y copies cost as much
+    # as the resize that made it.
+    dense = cv2.resize(_coarse_map(target_pts, source_pts, size, image.shape[0]), (size, size),
+                       interpolation=cv2.INTER_LINEAR)
+    return cv2.remap(image, dense, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def follow_jaw(template: np.ndarray, own_chin: np.ndarray, target_chin: np.ndarray,
