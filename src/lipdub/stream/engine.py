@@ -1,27 +1,4 @@
-"""Real-time streaming: PCM chunks in, timestamped lip-synced frames (and their audio) out.
-
-``stream(avatar, chunks, options)`` reads an iterable of 16 kHz mono chunks (float32 in [-1, 1] or
-int16, any size from 10 ms up) and yields a :class:`StreamFrame` for output frame ``i`` (showing
-``t_i = i / fps``) as soon as audio up to ``t_i + lookahead`` has arrived. Nothing waits for the
-end of the utterance; memory is bounded (audio older than the feature windows is dropped).
-
-Incremental features (the offline front end's definitions, on trailing windows):
-
-- log-mel: recomputed on the last ``MEL_SECONDS`` of audio, aligned to the 200-sample hop, so
-  every column not touching the window edges equals the offline one;
-- voice activity: Silero's LSTM stepped once per new 512-sample chunk with its state kept;
-- Whisper tiny.en encoder: re-run at every processing step on the last ``whisper_window`` s of audio.
-  ``whisper_pad=True`` pads that window to 30 s as offline does (about 0.35 s per call on this
-  CPU: too slow for a live step); the default runs the encoder on the unpadded window, which
-  CTranslate2 accepts and which costs about 10-30 ms for the default 3 s, at the price of states that
-  differ somewhat from the offline ones (the benchmark reports the resulting mouth correlation).
-
-Motion: the shipped model reads ``receptive_field`` frames each side; each step runs it on the
-new frames plus left context and whatever right context has arrived (the look-ahead), the same
-``left``/``right`` chunk protocol ``pipeline.target_chunks`` uses; missing future context is
-edge-replicated by the model. Silence (VAD) gates the mouth to the avatar's neutral, closed
-shape while the template keeps its ping-pong idle motion.
-"""
+"""The streaming engine: two threads (features + motion, drawing) joined by bounded queues."""
 
 from __future__ import annotations
 
@@ -35,15 +12,12 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from lipdub.audio.timing import SAMPLE_RATE
+from lipdub.stream.features import MEL_SECONDS, AudioWindow, StreamFeatures, VadStream
 
-MEL_SECONDS = 3.0          # trailing audio the log-mel is recomputed on per step
-MEL_HOP = 200              # log-mel hop (samples)
 DRAW_BATCH = 4             # frames per batch handed from stage one to stage two
 RENDER_QUEUE = 3           # batches waiting for stage two (bounded: no growing backlog)
 MAX_STEP_FRAMES = 25       # live: a step never covers more frames; older ones are given up
 BACKLOG_SECONDS = 1.0      # input faster than real time: feed waits while stage one is this far behind
-RECORD_QUEUE = 25          # frames waiting for the recording's encoder (1 s)
-RECORD_NICE = 5            # the recording's encoder runs this much nicer than the stream
 IDLE_EXIT = 10.0           # worker threads end after this long without audio (restarted on demand)
 
 
@@ -122,141 +96,6 @@ def paced_chunks(audio: np.ndarray, chunk_seconds: float = 0.02, realtime: bool 
         yield audio[s:s + n]
 
 
-class _VadStream:
-    """Silero VAD probabilities, one per 512-sample chunk, with the LSTM state carried."""
-
-    def __init__(self):
-        from lipdub.audio.vad import CHUNK, CONTEXT, STATE_SHAPE, _session
-
-        self.session = _session()
-        self.chunk, self.context = CHUNK, CONTEXT
-        self.state = np.zeros(STATE_SHAPE, np.float32)
-        self.sr = np.array(SAMPLE_RATE, dtype=np.int64)
-        self.probs: list[float] = []
-
-    def update(self, audio: "_Audio", final: bool = False) -> None:
-        while True:
-            c = len(self.probs)
-            start, stop = c * self.chunk, (c + 1) * self.chunk
-            if stop > audio.total and not (final and start < audio.total):
-                return
-            if start - self.context < audio.offset:  # hopelessly behind: that audio is gone
-                self.probs.append(0.0)
-                continue
-            seg = np.zeros(self.context + self.chunk, np.float32)
-            got = audio.get(start - self.context, min(stop, audio.total))
-            seg[:len(got)] = got
-            out, self.state = self.session.run(None, {"input": seg[None], "state": self.state,
-                                                      "sr": self.sr})
-            self.probs.append(float(out[0, 0]))
-
-    def at(self, times: np.ndarray) -> np.ndarray:
-        from lipdub.audio.vad import CAUSAL_LAG_SECONDS
-
-        if not self.probs:
-            return np.zeros(len(times), np.float32)
-        probs = np.asarray(self.probs, np.float32)
-        stamps = (np.arange(len(probs)) * self.chunk + self.chunk / 2) / SAMPLE_RATE - CAUSAL_LAG_SECONDS
-        return np.clip(np.interp(times, stamps, probs), 0.0, 1.0).astype(np.float32)
-
-
-class _Audio:
-    """The received audio, of which only a trailing part is kept (``keep`` seconds)."""
-
-    def __init__(self, keep: float):
-        self.keep = int(keep * SAMPLE_RATE)
-        self.buf = np.zeros(0, np.float32)
-        self.offset = 0  # global index of buf[0]
-
-    @property
-    def total(self) -> int:
-        return self.offset + len(self.buf)
-
-    def append(self, x: np.ndarray) -> None:
-        self.buf = np.concatenate([self.buf, x])
-        excess = len(self.buf) - self.keep
-        if excess > 4 * SAMPLE_RATE:  # trim in big steps, not on every chunk
-            self.buf = self.buf[excess:].copy()
-            self.offset += excess
-
-    def snapshot(self) -> "_Audio":
-        """The audio received so far, unaffected by later appends (they make new arrays)."""
-        copy = _Audio.__new__(_Audio)
-        copy.keep, copy.buf, copy.offset = self.keep, self.buf, self.offset
-        return copy
-
-    def get(self, start: int, stop: int) -> np.ndarray:
-        """Samples [start, stop) in global indices; before 0 reads as silence (zeros)."""
-        pre = max(0, -start)
-        start = max(start, 0)
-        if start < self.offset:
-            raise RuntimeError("streaming audio window fell out of the kept buffer")
-        seg = self.buf[start - self.offset:stop - self.offset]
-        return np.concatenate([np.zeros(pre, np.float32), seg]) if pre else seg
-
-
-class _Features:
-    """Per-frame mel / whisper / vad for frames [a, b) from the audio received so far."""
-
-    def __init__(self, fps: float, options: StreamOptions):
-        from lipdub.audio.whisper import WhisperEncoder
-
-        self.fps = fps
-        self.options = options
-        self.encoder = WhisperEncoder(threads=options.whisper_threads)
-        self.vad = _VadStream()
-
-    def whisper(self, audio: _Audio, times: np.ndarray) -> np.ndarray:
-        import ctranslate2
-
-        from lipdub.audio.whisper import STATES_PER_WINDOW, WINDOW_SAMPLES, _silence_states, interpolate_states
-
-        enc, opt = self.encoder, self.options
-        total = audio.total
-        if opt.whisper_pad or total <= WINDOW_SAMPLES and opt.whisper_window >= 30:
-            start = max(0, total - WINDOW_SAMPLES)
-        else:
-            start = max(0, total - int(opt.whisper_window * SAMPLE_RATE))
-        start -= start % 320  # whole encoder states (20 ms): positions stay on the 50 Hz grid
-        wav = audio.get(start, total)
-        if opt.whisper_pad:
-            states = enc.window_states(wav)
-        else:
-            n = max(640, len(wav) + (-len(wav)) % 320)
-            padded = np.zeros(n, np.float32)
-            padded[:len(wav)] = wav
-            mel = enc._extractor(padded, padding=0)
-            mel = mel[:, :2 * (mel.shape[1] // 2)]
-            batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
-            states = np.array(enc._model.encode(batch, to_cpu=True), dtype=np.float32)[0]
-            silence = _silence_states(str(enc.model_path), enc.compute_type, enc.threads)
-            k = min(len(states), STATES_PER_WINDOW)
-            states = states[:k] - silence[:k]
-        return interpolate_states(states, times - start / SAMPLE_RATE)
-
-    def compute(self, audio: _Audio, a: int, b: int, final: bool):
-        from lipdub.audio import AudioFeatures
-        from lipdub.audio.mel import MEL_FPS, MEL_STEPS, log_mel
-
-        times = np.arange(a, b, dtype=np.float64) / self.fps
-        self.vad.update(audio, final)
-        vad = self.vad.at(times)
-        # log-mel on a hop-aligned trailing window covering frames [a, b) with margin
-        first_col = int(np.floor(times[0] * MEL_FPS + 0.5)) - MEL_STEPS // 2
-        s0 = max(0, (first_col - 8) * MEL_HOP)
-        s0 = min(s0, max(0, audio.total - int(MEL_SECONDS * SAMPLE_RATE)) // MEL_HOP * MEL_HOP)
-        s0 = max(s0, audio.offset + (-audio.offset) % MEL_HOP)
-        spec = log_mel(audio.get(s0, audio.total)) if audio.total > s0 else np.zeros((80, 1), np.float32)
-        col0 = s0 // MEL_HOP
-        centres = np.floor(times * MEL_FPS + 0.5).astype(np.int64)
-        cols = centres[:, None] - MEL_STEPS // 2 + np.arange(MEL_STEPS)[None, :] - col0
-        cols = np.clip(cols, 0, spec.shape[1] - 1)
-        mel = np.ascontiguousarray(spec[:, cols].transpose(1, 0, 2), dtype=np.float32)
-        whisper = self.whisper(audio, times)
-        return AudioFeatures(fps=self.fps, n_frames=b - a, duration=audio.total / SAMPLE_RATE,
-                             mel=mel, whisper=whisper, vad=vad)
-
-
 @dataclass
 class _Targets:
     """Stage one's output for consecutive frames ``start...``: what stage two draws."""
@@ -298,10 +137,10 @@ class Streamer:
             threads=options.threads, batch_size=8, use_network=options.use_network))
         self.model = MotionModel.load()
         self.cal = calibrate_avatar(avatar, self.model)   # the avatar's own amplitude map
-        self.features = _Features(self.fps, options)
+        self.features = StreamFeatures(self.fps, options)
         self.ctx = self.model.receptive_field + 8     # left context frames (as pipeline.target_chunks)
         self.right_max = self.model.receptive_field + 8
-        self.audio = _Audio(keep=max(options.whisper_window, MEL_SECONDS) + 2.0 + options.lookahead
+        self.audio = AudioWindow(keep=max(options.whisper_window, MEL_SECONDS) + 2.0 + options.lookahead
                             + BACKLOG_SECONDS)
         self.arrivals: deque[tuple[int, float]] = deque()  # (global end sample, monotonic arrival)
         self.done = 0            # frames drawn (stage two)
@@ -328,13 +167,13 @@ class Streamer:
     def _warm_up(self) -> None:
         """One throw-away step on silence: first-call costs of every session happen now."""
         saved = (self.audio, self.features.vad)
-        self.audio = _Audio(keep=self.audio.keep / SAMPLE_RATE)
-        self.features.vad = _VadStream()
+        self.audio = AudioWindow(keep=self.audio.keep / SAMPLE_RATE)
+        self.features.vad = VadStream()
         self.audio.append(np.zeros(int(0.5 * SAMPLE_RATE), np.float32))
         targets = self._targets(4, final=False, audio=self.audio)
         self._draw(targets)
         self.audio, self.features.vad = saved
-        self.features.vad = _VadStream()
+        self.features.vad = VadStream()
         self.done = self.planned = self.asked = 0
         self._out.clear()
         self._last_image = None
@@ -372,7 +211,7 @@ class Streamer:
 
     # ----------------------------------------------------------------------------- the stages
 
-    def _targets(self, stop: int, final: bool, audio: _Audio) -> _Targets | None:
+    def _targets(self, stop: int, final: bool, audio: AudioWindow) -> _Targets | None:
         """Stage one: features and motion for frames [planned, stop)."""
         from lipdub.audio.timing import n_frames_for
         from lipdub.motion import audio_to_motion
@@ -399,7 +238,7 @@ class Streamer:
         self.planned = stop
         return _Targets(done, order, lms, gate, *self._sounds(done, stop, audio))
 
-    def _sounds(self, start: int, stop: int, audio: _Audio) -> tuple[list, list]:
+    def _sounds(self, start: int, stop: int, audio: AudioWindow) -> tuple[list, list]:
         sounds, received = [], []
         for i in range(start, stop):
             s0 = int(round(i * self.frame_samples))
@@ -412,7 +251,7 @@ class Streamer:
             received.append(self._arrival_of(s0))
         return sounds, received
 
-    def _skipped(self, stop: int, audio: _Audio) -> _Targets:
+    def _skipped(self, stop: int, audio: AudioWindow) -> _Targets:
         """Frames [planned, stop) given up before stage one (live, hopelessly late): they repeat
         the last image. The VAD still hears their audio, so its state stays continuous."""
         from lipdub.motion.calibrate import template_indices
@@ -628,86 +467,6 @@ class Streamer:
     def close(self) -> None:
         """Stop the worker threads without making the remaining frames."""
         self._join()
-
-
-class Recorder:
-    """A ``VideoWriter`` fed from its own thread: recording a stream never holds up the stream.
-
-    ``write(image)`` queues a frame (blocking only while the encoder is ``depth`` frames
-    behind, which a real-time-capable encoder preset never is); ``close()`` writes the rest and
-    finishes the file, ``abort()`` drops it. ``blocked`` is the time ``write`` spent waiting."""
-
-    def __init__(self, writer, depth: int = RECORD_QUEUE, nice: int = RECORD_NICE):
-        self.writer = writer
-        self.blocked = 0.0
-        self.nice = nice
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="lipdub-record", daemon=True)
-        self._thread.start()
-
-    @property
-    def path(self):
-        return self.writer.path
-
-    def _run(self) -> None:
-        written = 0
-        while True:
-            image = self._queue.get()
-            if image is None:
-                return
-            if self._error is None:
-                try:
-                    self.writer.write(image)
-                except BaseException as error:  # raised to the caller on its next call
-                    self._error = error
-                written += 1
-                if written == 2:  # the encoder's threads exist by now
-                    _lower_priority(getattr(getattr(self.writer, "_proc", None), "pid", None), self.nice)
-
-    def _check(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def write(self, image: np.ndarray) -> None:
-        self._check()
-        t0 = time.perf_counter()
-        self._queue.put(image)
-        self.blocked += time.perf_counter() - t0
-
-    def close(self):
-        self._queue.put(None)
-        self._thread.join()
-        try:
-            self._check()
-        except BaseException:
-            self.writer.abort()
-            raise
-        return self.writer.close()
-
-    def abort(self) -> None:
-        self._error = self._error or RuntimeError("recording aborted")
-        self._queue.put(None)
-        self._thread.join()
-        self.writer.abort()
-
-
-def _lower_priority(pid: int | None, nice: int) -> None:
-    """Renice every thread of process ``pid`` (Linux: nice is per thread) by ``nice``, so a
-    recording's encoder yields the CPU to the live stream; its queue absorbs the delay."""
-    import os
-
-    if not pid or nice <= 0 or not hasattr(os, "setpriority"):
-        return
-    try:
-        tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
-    except OSError:
-        tids = [pid]
-    for tid in tids:
-        try:
-            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
-        except OSError:
-            pass
 
 
 def stream(avatar, chunks: Iterable, options: StreamOptions = StreamOptions()) -> Iterator[StreamFrame]:
