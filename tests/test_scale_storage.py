@@ -113,3 +113,20 @@ def test_avatar_cache_without_a_cap_keeps_everything(tmp_path):
         cache.release(cache.get(f"avatars/{name}"))
     assert len([p for p in (tmp_path / "cache" / "avatars").iterdir() if p.is_dir()]) == 3
     assert cache.evictions == 0
+
+
+def test_avatar_cache_removes_a_half_fetched_copy_when_the_fetch_fails(tmp_path):
+    shared = tmp_path / "shared"
+    make_avatar(shared)
+    storage = SharedDirStorage(shared)
+
+    def failing_fetch(rel, dest):  # a full disk halfway through the copy
+        dest.mkdir(parents=True)
+        (dest / "manifest.json").write_text("{}")
+        raise OSError(28, "No space left on device")
+
+    storage.fetch = failing_fetch
+    cache = AvatarCache(storage, tmp_path / "cache")
+    with pytest.raises(OSError, match="No space"):
+        cache.get("avatars/a1")
+    assert not [p for p in (tmp_path / "cache").iterdir() if ".partial-" in p.name]

@@ -136,3 +136,24 @@ def test_an_upload_that_meets_a_full_disk_midway_is_a_507_and_leaves_nothing(tin
         assert client.get("/health").status_code == 200
         assert client.get("/avatars").json() == []
     assert Store(tiny_disk / "data" / "lipdub.sqlite3").integrity() == "ok"
+
+
+def test_an_outcome_that_can_never_be_recorded_fails_the_job_instead_of_hanging(tmp_path):
+    from lipdub.server.queue import LocalQueue
+
+    def unstorable(ctx):
+        return {"value": object()}  # not JSON: no retry can ever store it
+
+    store = Store(tmp_path / "jobs.db")
+    queue = LocalQueue(store, tmp_path, {"odd": unstorable}, isolation="thread")
+    job_id = queue.submit("odd", {}, {})["id"]
+    queue.start()
+    try:
+        deadline = time.monotonic() + 20
+        while store.get_job(job_id)["state"] not in ("done", "failed"):
+            assert time.monotonic() < deadline, store.get_job(job_id)
+            time.sleep(0.05)
+    finally:
+        queue.stop()
+    job = store.get_job(job_id)
+    assert job["state"] == "failed" and "internal error" in job["error"]

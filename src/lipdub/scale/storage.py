@@ -216,6 +216,11 @@ class AvatarCache:
                     except StorageMissing as exc:
                         shutil.rmtree(tmp, ignore_errors=True)
                         raise StorageMissing(f"this worker cannot read the avatar {rel}: {exc}") from None
+                    except BaseException:
+                        # a full disk or a dropped mount: the size cap never sees dot-names, so
+                        # a half copy left here would hold its space for good
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        raise
                     os.replace(tmp, path)
                     self.fetches += 1
 

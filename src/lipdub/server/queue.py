@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import sqlite3
 import threading
 import time
 import traceback
@@ -182,13 +183,15 @@ class LocalQueue:
     def _durably(self, job_id: str, write, *args, **kwargs) -> None:
         """Record a job's outcome, retrying while the database cannot be written (disk full,
         locked), so the job's row is never left wrong. If the server stops first, the row
-        stays 'running' and the next start re-queues the job: it is never lost."""
+        stays 'running' and the next start re-queues the job: it is never lost. Any other error
+        (an unstorable result, a closed store) never clears: it is raised to the worker loop,
+        which fails the job."""
         failures = 0
         while True:
             try:
                 write(*args, **kwargs)
                 return
-            except Exception as exc:
+            except (sqlite3.OperationalError, OSError) as exc:  # full, locked: may clear
                 failures += 1
                 if failures == 1:
                     log.error("job %s: cannot record its outcome (%s); retrying", job_id, exc)
