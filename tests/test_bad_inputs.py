@@ -215,3 +215,15 @@ def test_an_hour_of_audio_loads_in_bounded_memory(tmp_path):
     grown_mb = (peak - base) / 1024  # ru_maxrss is in KiB on Linux
     assert grown_mb < 1.6 * n * 4 / 2**20, f"{grown_mb:.0f} MB for {n * 4 / 2**20:.0f} MB of samples"
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+def test_a_cut_short_partial_file_does_not_make_the_avatar_damaged(tmp_path, avatar):
+    import shutil
+
+    from lipdub.avatar import Avatar
+
+    copy = tmp_path / "avatar"
+    shutil.copytree(avatar.path, copy)
+    (copy / "renderer.partial.onnx").write_bytes(b"\x08\x07 cut short")  # training was killed
+    (copy / "render_bank.partial.npz").write_bytes(b"PK\x03")
+    assert Avatar.load(copy).n_frames == avatar.n_frames

@@ -24,6 +24,16 @@ class _FakeAvatar:
             yield np.full((self.height, self.width, 3), i, np.uint8)
 
 
+def test_a_walk_at_half_the_template_rate_is_one_sequence():
+    from lipdub.pipeline import _sequences
+
+    idx = np.array([0, 2, 4, 6, 8])  # a 25 fps template walked at 12.5 fps
+    runs = _sequences(idx, np.arange(5), None, None, walk_step=2.0)
+    assert runs == [[None, 0, 1, 2, 3, 4]]  # one reset at the start, then continuous
+    # at the template's own rate a gap of 2 is a skipped stretch: the renderer restarts there
+    assert [r[0] for r in _sequences(np.array([0, 1, 3, 4]), np.arange(4), None, None)] == [None, None]
+
+
 def test_template_frames_follow_the_walk():
     order = template_order(23, 5)
     got = [int(f[0, 0, 0]) for f in template_frames(_FakeAvatar(), order)]

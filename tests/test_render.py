@@ -175,3 +175,13 @@ def test_neck_band_and_face_weight():
     hidden, alpha = masks([own, target], 128, [band])
     h0, _ = masks([own, target], 128)
     assert (hidden >= h0).all() and hidden.sum() > h0.sum() and (alpha[hidden == 0] == 0).all()
+
+
+def test_a_bank_without_a_usable_face_is_a_clear_error():
+    from types import SimpleNamespace
+
+    from lipdub.errors import NoFaceError
+    from lipdub.render.reference import bank_frames
+
+    with pytest.raises(NoFaceError, match="no frame with a usable face"):
+        bank_frames(SimpleNamespace(n_frames=5, dub_weight=np.zeros(5)), limit=10)

@@ -251,6 +251,8 @@ class Avatar:
         # Archives, JSON and models cut short (a failed copy) are named now, not met as a
         # parser's traceback halfway through a job.
         for side in sorted(path.glob("*.npz")) + sorted(path.glob("*.json")) + sorted(path.glob("*.onnx")):
+            if ".partial." in side.name:
+                continue  # a write that was cut short (training or a bank rebuild killed): not in use
             try:
                 if side.suffix == ".npz":
                     import zipfile

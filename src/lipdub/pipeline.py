@@ -196,6 +196,8 @@ def render_frames(renderer, template, order_and_targets, options: GenerateOption
     source = template_frames(template, order) if order is not None else None
     shots = getattr(template, "shots", None)
     renderer.reset()
+    # template frames advanced per output frame (> 1 when the output rate is below the template's)
+    walk_step = float(template.fps) / float(options.fps or template.fps)
     done, previous = 0, None
     for idx_run, lm_run in order_and_targets:
         run_frames = source if source is not None else template_frames(template, idx_run)
@@ -213,7 +215,7 @@ def render_frames(renderer, template, order_and_targets, options: GenerateOption
                 continue
             keep = {int(j): tmpl[j].copy() for j in drawn if w[j] < 1}
             out = list(tmpl)
-            for run in _sequences(idx, drawn, shots, previous):
+            for run in _sequences(idx, drawn, shots, previous, walk_step):
                 if run[0] is None:
                     renderer.reset()
                     run = run[1:]
@@ -226,14 +228,17 @@ def render_frames(renderer, template, order_and_targets, options: GenerateOption
             yield from out
 
 
-def _sequences(idx: np.ndarray, drawn: np.ndarray, shots, previous: int | None) -> list[list]:
+def _sequences(idx: np.ndarray, drawn: np.ndarray, shots, previous: int | None,
+               walk_step: float = 1.0) -> list[list]:
     """``drawn`` (positions in ``idx``) cut into runs the renderer can treat as one continuous
     sequence; a run that starts after a cut, a skipped stretch or a jump in the template walk
-    begins with None (reset the renderer first)."""
+    (more than ``walk_step`` template frames, rounded up) begins with None (reset the renderer
+    first)."""
     runs: list[list] = []
+    max_jump = max(1, int(np.ceil(walk_step - 1e-6)))
     for j in drawn:
         t = int(idx[j])
-        new = previous is None or abs(t - previous) > 1 or (
+        new = previous is None or abs(t - previous) > max_jump or (
             shots is not None and shots[t] != shots[previous])
         if new or not runs:
             runs.append([None, j] if new else [j])

@@ -16,6 +16,7 @@ import numpy as np
 
 import cv2
 
+from lipdub.errors import NoFaceError
 from lipdub.progress import Progress, ProgressFn
 from lipdub.render.condition import (LIPS_INNER_IDX, LIPS_OUTER_IDX, SHAPE_IDX, crop, int_box,
                                      shape_points, to_crop)
@@ -160,7 +161,7 @@ def bank_frames(avatar, limit: int) -> np.ndarray:
     if usable.size == 0:
         usable = np.flatnonzero(weight > 0)
     if usable.size == 0:
-        raise ValueError("the avatar has no frame with a usable face")
+        raise NoFaceError("the avatar has no frame with a usable face")
     if usable.size > limit:
         usable = usable[np.unique(np.linspace(0, usable.size - 1, limit).round().astype(int))]
     return usable
