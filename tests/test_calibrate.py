@@ -166,3 +166,22 @@ def test_face_map_uses_the_corpus_levels_and_the_faces_range():
     a = np.linspace(0.0, 0.2, 100)
     assert np.all(np.diff(face(a)) >= -1e-12) and face(np.array([0.0]))[0] == 0.0
     np.testing.assert_allclose(face(np.array(corpus.x[5:10])), 2 * corpus(np.array(corpus.x[5:10])), rtol=0.05)
+
+
+def test_neutral_comes_from_usable_frames_for_generate_and_streaming_alike(model, tmp_path):
+    from lipdub.motion import calibrate_avatar
+
+    track = face_track(model, 40)
+    # frames 10+ hold another shot's (differently shaped) mouth: most of the track, unusable
+    mouth = list(rep.MOUTH_POINTS)
+    bend = np.random.default_rng(0).normal(0, 4.0, (len(mouth), 3)).astype(np.float32)
+    track[10:, mouth] += bend
+    weight = np.ones(40, np.float32)
+    weight[10:] = 0
+
+    class Footage:
+        path, manifest, landmarks, dub_weight = None, {}, track, weight
+
+    neutral = calibrate_avatar(Footage(), model).neutral
+    np.testing.assert_allclose(neutral, calibrate(track[:10], model).neutral, atol=1e-6)
+    assert not np.allclose(neutral, calibrate(track, model).neutral, atol=1e-3)

@@ -152,10 +152,10 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
             idx = order[s:s + motion_chunk]
             yield idx, template.landmarks[idx]
         return
-    from lipdub.motion import MotionModel, audio_to_motion, calibrate
+    from lipdub.motion import MotionModel, audio_to_motion, calibrate_avatar
 
     model = MotionModel.load()
-    cal = _calibration(template, model, calibrate)
+    cal = calibrate_avatar(template, model)  # the same calibration streaming uses
     ctx = model.receptive_field + 8  # a little beyond the receptive field for the silence gate
     for s in range(0, n_out, motion_chunk):
         e = min(n_out, s + motion_chunk)
@@ -165,23 +165,6 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
                               frame_indices=order[s:e], left=s - a, right=b - e, model=model,
                               calibration=cal)
         yield order[s:e], lms
-
-
-def _calibration(template, model, calibrate):
-    """The motion calibration of ``template``, its neutral mouth measured only on frames where
-    the dubbed person's face is usable (not on frames held across a gap or another shot)."""
-    from lipdub.motion import avatar_amplitude_map
-
-    landmarks = np.asarray(template.landmarks)
-    # Amplitude: the avatar's own predicted-to-real aperture map (cached in its folder), or the
-    # model's corpus map for photos and silent footage.
-    cal = calibrate(landmarks, model, amplitude=avatar_amplitude_map(template, model))
-    own = getattr(template, "dub_weight", None)
-    if own is not None:
-        usable = np.asarray(own)[:len(landmarks)] > 0
-        if usable.any() and not usable.all():
-            cal.neutral = calibrate(landmarks[usable], model).neutral
-    return cal
 
 
 def render_frames(renderer, template, order_and_targets, options: GenerateOptions,

@@ -265,9 +265,18 @@ def write_calibration(path: Path, data: dict) -> None:
 
 
 def calibrate_avatar(avatar, model, match_range: bool = True) -> Calibration:
-    """``calibrate`` with the avatar's own amplitude map (or the corpus map): what generate uses."""
+    """``calibrate`` with the avatar's own amplitude map (or the corpus map): what generate and
+    streaming use. The neutral mouth is measured only on frames where the dubbed person's face
+    is usable (``dub_weight > 0``), not on frames held across a gap or another person's shot."""
+    landmarks = np.asarray(avatar.landmarks)
     amp = avatar_amplitude_map(avatar, model) if match_range else None
-    return calibrate(np.asarray(avatar.landmarks), model, match_range, amplitude=amp)
+    cal = calibrate(landmarks, model, match_range, amplitude=amp)
+    own = getattr(avatar, "dub_weight", None)
+    if own is not None:
+        usable = np.asarray(own)[:len(landmarks)] > 0
+        if usable.any() and not usable.all():
+            cal.neutral = calibrate(landmarks[usable], model, match_range).neutral
+    return cal
 
 
 def template_indices(n_out: int, n_template: int) -> np.ndarray:
