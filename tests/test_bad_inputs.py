@@ -98,6 +98,14 @@ def test_audio_shorter_than_a_frame_is_refused_with_its_length(capsys, tmp_path,
     code, err = run_cli(capsys, "generate", "--avatar", avatar.path, "--audio", short.path,
                         "-o", tmp_path / "o.mp4")
     assert code == 2 and "10 ms of audio, shorter than one video frame (40 ms at 25 fps)" in err
+    # a raw video is not prepared first: the refusal comes before any preparation
+    from lipdub.errors import InputError
+    from lipdub.pipeline import GenerateOptions, generate
+
+    cache = tmp_path / "cache"
+    with pytest.raises(InputError, match="shorter than one video frame"):
+        generate(talking_clip, short.path, tmp_path / "o.mp4", GenerateOptions(cache_dir=str(cache)))
+    assert not cache.exists() or not any(cache.iterdir())
 
 
 def test_a_truncated_wav_is_decoded_as_far_as_it_goes_with_a_warning(capsys, tmp_path, tmp_path_factory,

@@ -383,6 +383,12 @@ def _load_models(avatar, options: GenerateOptions):
     return load_renderer(avatar, options)
 
 
+def _require_a_frame(audio_path, seconds: float, fps: float) -> None:
+    if seconds * fps < 1:
+        raise InputError(f"{audio_path} holds {1000 * seconds:.0f} ms of audio, shorter than one "
+                         f"video frame ({1000 / fps:.0f} ms at {fps:g} fps): nothing to show")
+
+
 def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOptions(),
              progress: ProgressFn | None = None) -> Path:
     """Write ``out_path``: the avatar (folder, ``Avatar`` or raw video) saying ``audio_path``.
@@ -396,12 +402,15 @@ def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOp
 
     wav = load_audio(audio_path)  # first: bad audio fails before an avatar is prepared or trained
     seconds = len(wav) / SAMPLE_RATE
+    if isinstance(avatar, (str, os.PathLike)) and not Path(avatar).is_dir():
+        from lipdub.avatar import PrepareOptions
+
+        # a raw video is prepared at the output rate (default PrepareOptions'): check before that
+        _require_a_frame(audio_path, seconds, options.fps or PrepareOptions().fps)
     avatar = ensure_avatar(avatar, options, progress)
     template = template_for(avatar, options)
     fps = options.fps or template.fps
-    if seconds * fps < 1:
-        raise InputError(f"{audio_path} holds {1000 * seconds:.0f} ms of audio, shorter than one "
-                         f"video frame ({1000 / fps:.0f} ms at {fps:g} fps): nothing to show")
+    _require_a_frame(audio_path, seconds, fps)
     # The renderer and motion model load in a thread while the features are computed
     # (ONNX Runtime / CTranslate2 / NumPy I/O release the GIL): the first frame comes sooner.
     with ThreadPoolExecutor(1, thread_name_prefix="lipdub-load") as loader:
