@@ -157,3 +157,21 @@ def test_an_outcome_that_can_never_be_recorded_fails_the_job_instead_of_hanging(
         queue.stop()
     job = store.get_job(job_id)
     assert job["state"] == "failed" and "internal error" in job["error"]
+
+
+def test_an_upload_that_would_eat_the_disk_reserve_is_refused_before_it_is_read(tmp_path):
+    import io
+    import shutil
+    from types import SimpleNamespace
+
+    from fastapi import HTTPException
+
+    from lipdub.server.uploads import save_upload
+
+    free = shutil.disk_usage(tmp_path).free
+    big = SimpleNamespace(file=io.BytesIO(b""), size=100 << 20, filename="x.wav")  # says 100 MB
+    with pytest.raises(HTTPException) as refused:
+        save_upload(big, tmp_path, "audio", limit=1 << 30, max_video_seconds=60, max_audio_seconds=60,
+                    min_free_bytes=free - (50 << 20))
+    assert refused.value.status_code == 507
+    assert not list((tmp_path / "uploads").iterdir())

@@ -103,6 +103,11 @@ class Janitor:
                 paths.append(self.data_dir / rel)
         return paths
 
+    def _kept_for_avatar(self, job: dict) -> bool:
+        """A prepare job whose files are gone and whose row stays for its avatar."""
+        return (not any(p.exists() or p.is_symlink() for p in self._files_of(job))
+                and self.store.avatar_of_job(job["id"]) is not None)
+
     def _expire(self, job: dict) -> int:
         """Delete an ended job's files, and its row unless an avatar still depends on it."""
         freed = sum(_remove(p) for p in self._files_of(job) if p.exists() or p.is_symlink())
@@ -119,13 +124,15 @@ class Janitor:
             self._drop_stale_parts(now)
             if self.keep_days is not None:
                 for job in self.store.finished_jobs(before=now - self.keep_days * DAY):
+                    if self._kept_for_avatar(job):
+                        continue  # expired before: only the row an avatar needs is left
                     freed += self._expire(job)
                     done.add(job["id"])
                     expired += 1
             size = None
             if self.max_bytes is not None:
                 size = tree_bytes(self.data_dir)
-                for job in self.store.finished_jobs():
+                for job in (self.store.finished_jobs() if size > self.max_bytes else ()):
                     if size <= self.max_bytes:
                         break
                     if job["id"] in done or not any(p.exists() for p in self._files_of(job)):

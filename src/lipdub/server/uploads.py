@@ -144,7 +144,8 @@ def save_upload(upload: UploadFile, data_dir: Path, want: str, *, limit: int,
     """
     upload_dir = data_dir / "uploads"
     upload_dir.mkdir(parents=True, exist_ok=True)
-    if shutil.disk_usage(upload_dir).free < min_free_bytes:
+    # the upload's own size counts too (when the client said it): it must not eat the reserve
+    if shutil.disk_usage(upload_dir).free - (getattr(upload, "size", None) or 0) < min_free_bytes:
         raise DiskFull()
     name = uuid.uuid4().hex
     part = upload_dir / f"{name}.part"
