@@ -175,3 +175,22 @@ def test_an_upload_that_would_eat_the_disk_reserve_is_refused_before_it_is_read(
                     min_free_bytes=free - (50 << 20))
     assert refused.value.status_code == 507
     assert not list((tmp_path / "uploads").iterdir())
+
+
+@pytest.mark.parametrize("fails", ["add_avatar", "submit"])
+def test_a_database_write_that_fails_leaves_no_upload_or_avatar_behind(tmp_path, talking_clip, speech_wav,
+                                                                        fails):
+    import sqlite3
+
+    with make_client(tmp_path) as client:
+        app = client.app
+        target = app.state.store if fails == "add_avatar" else app.state.queue
+
+        def full(*args, **kwargs):
+            raise sqlite3.OperationalError("database or disk is full")
+
+        setattr(target, fails, full)
+        r = client.post("/jobs", files={"audio": upload(speech_wav), "video": upload(talking_clip)})
+        assert r.status_code == 507, r.text
+        assert not [p for p in (tmp_path / "data" / "uploads").iterdir() if not p.name.startswith(".")]
+        assert app.state.store.list_avatars() == []

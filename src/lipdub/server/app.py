@@ -128,9 +128,19 @@ def create_app(config: ServerConfig, *, jobs: dict[str, JobFn] | None = None,
         """Record an avatar and queue the job that prepares it. Returns (avatar id, job id)."""
         avatar_id, job_id = new_id(), new_id()
         options = {**options, "train": config.train_on_prepare, "train_minutes": config.train_minutes}
-        queue.submit("prepare", {"source": source.rel, "avatar_dir": f"avatars/{avatar_id}"},
-                     options, job_id=job_id, avatar_id=avatar_id)
-        store.add_avatar(avatar_id, name, "photo" if source.media.is_image else "video", job_id)
+        # The row first: a prepare job whose avatar row failed (disk full) would write a folder
+        # nothing refers to. Either failing leaves neither the row nor the upload behind.
+        try:
+            store.add_avatar(avatar_id, name, "photo" if source.media.is_image else "video", job_id)
+            try:
+                queue.submit("prepare", {"source": source.rel, "avatar_dir": f"avatars/{avatar_id}"},
+                             options, job_id=job_id, avatar_id=avatar_id)
+            except BaseException:
+                store.delete_avatar(avatar_id)
+                raise
+        except BaseException:
+            source.path.unlink(missing_ok=True)
+            raise
         return avatar_id, job_id
 
     def get_job_or_404(job_id: str) -> dict:
@@ -264,15 +274,15 @@ def create_app(config: ServerConfig, *, jobs: dict[str, JobFn] | None = None,
             if avatar["state"] == "preparing":
                 after = avatar["job_id"]
         sound = await save(audio, "audio")
-        if video is not None:
-            try:
+        try:  # a failure before the job row exists must not leave its uploads behind
+            if video is not None:
                 source = await save(video, "visual")
-            except BaseException:
-                sound.path.unlink(missing_ok=True)
-                raise
-            avatar_id, after = start_avatar(source, display_name(video.filename), {})
-        job = queue.submit("generate", {"avatar_dir": f"avatars/{avatar_id}", "audio": sound.rel},
-                           opts, avatar_id=avatar_id, after=after)
+                avatar_id, after = start_avatar(source, display_name(video.filename), {})
+            job = queue.submit("generate", {"avatar_dir": f"avatars/{avatar_id}", "audio": sound.rel},
+                               opts, avatar_id=avatar_id, after=after)
+        except BaseException:
+            sound.path.unlink(missing_ok=True)
+            raise
         return Accepted(id=job["id"], job_id=job["id"], avatar_id=avatar_id,
                         status_url=f"/jobs/{job['id']}")
 
