@@ -70,4 +70,6 @@ def background(items: Iterable[T], depth: int = 8, name: str = "lipdub-ahead") -
             yield item
     finally:
         stop.set()
-        worker.join(timeout=5.0)
+        # no timeout: the worker ends after its current item, and must not outlive the caller
+        # (it holds the renderer and the features; a slow first chunk can take seconds)
+        worker.join()

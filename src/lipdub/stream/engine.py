@@ -329,8 +329,8 @@ class Streamer:
                         self._jobs.put(None)  # handle what we have, then stop
                         break
                     job = (max(stop, more[0]), more[1])
-                if job is None:
-                    break
+                if job is None or self._error is not None:
+                    break  # stopped, or stage two failed: nothing more would be drawn
                 stop = max(job[0], self.planned)
                 with self._lock:
                     audio = self.audio.snapshot()
