@@ -59,16 +59,10 @@ def cut(src: Path, out: Path, start: float, dur: float, audio_only: bool = False
 
 def video_aperture(path: Path) -> np.ndarray:
     """Pixel aperture (gap / width) per 25-fps frame of a video, NaN where no face."""
-    from lipdub.face import FaceTracker
     from lipdub.metrics import aperture_series
-    from lipdub.video import read_frames
+    from lipdub.motion.dataset import track_clip
 
-    rows = []
-    with FaceTracker(mode="video") as tracker:
-        for frame in read_frames(path, fps=FPS):
-            lm = tracker.track(frame)
-            rows.append(np.full((478, 3), np.nan, np.float32) if lm is None else lm)
-    return aperture_series(np.stack(rows))
+    return aperture_series(track_clip(path, points=None))
 
 
 def speech_of(wav: Path, n: int) -> np.ndarray:

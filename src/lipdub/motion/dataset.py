@@ -73,16 +73,18 @@ def list_sources(roots: list[Path]) -> list[tuple[Path, str]]:
     return out
 
 
-def track_clip(path: Path) -> np.ndarray:
-    """Landmarks ``(N, len(KEEP), 3)`` at 25 fps (NaN where no face)."""
-    from lipdub.face import FaceTracker
+def track_clip(path: Path, points=KEEP) -> np.ndarray:
+    """Landmarks ``(N, len(points), 3)`` at 25 fps (NaN where no face); ``points=None``: the
+    whole 478-point mesh."""
+    from lipdub.face import N_LANDMARKS, FaceTracker
     from lipdub.video import read_frames
 
+    keep = list(range(N_LANDMARKS)) if points is None else list(points)
     rows = []
     with FaceTracker(mode="video") as tracker:
         for frame in read_frames(path, fps=FPS):
             lm = tracker.track(frame)
-            rows.append(np.full((len(KEEP), 3), np.nan, np.float32) if lm is None else lm[list(KEEP)])
+            rows.append(np.full((len(keep), 3), np.nan, np.float32) if lm is None else lm[keep])
     return np.stack(rows)
 
 
