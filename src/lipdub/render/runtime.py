@@ -5,7 +5,8 @@ chunk of template frames with their boxes, their own landmarks and the wanted (t
 and returns the rendered crops with their paste weights; ``lipdub.composite.paste`` puts them back.
 Each crop is the warped reference (+ network) above the target chin and the template's own jaw,
 neck and collar, bent to the target chin, below it (``join_jaw``). All per-frame work is at crop
-size (or the box's own side, at most MAX_RENDER_SIDE).
+size (or the box's own side, at most MAX_RENDER_SIDE); at the box's side, network-free, only the
+window the paste reads (``paste_roi``, about half the crop) is warped and joined.
 """
 
 from __future__ import annotations
@@ -34,26 +35,45 @@ _MAX_SHIFT = 12.0
 
 
 def join_jaw(face: np.ndarray, template: np.ndarray, own_crop: np.ndarray, target_crop: np.ndarray,
-             alpha: np.ndarray) -> np.ndarray:
+             alpha: np.ndarray, roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """(R, R, 3) uint8: the rendered ``face`` (warped reference + network) above the target chin,
     the ``template`` crop bent to the target jaw below it. Landmarks are crop points at R; ``alpha``
     is the paste weight at the crop size.
+
+    ``roi`` (y0, y1, x0, x1, see ``paste_roi``): ``face`` is only that window of the crop, and so
+    is the result (``template`` stays whole: the jaw warp reads around the window).
 
     Below the chin the reference's own neck and collar never line up with the template's, and the
     template's old jaw edge lies inside the feathered mask edge when the chin moves: pasting the
     reference there drew a grey second jaw line over the collar (a "double chin"). Here there is
     one jaw edge, the template's, moved with the chin; the collar keeps its own pixels."""
-    r = face.shape[0]
+    r = template.shape[0]
+    y0, y1, x0, x1 = roi if roi is not None else (0, r, 0, r)
     pins, _ = neck_points(own_crop, target_crop, r)
     neck = follow_jaw(template, own_crop[CHIN_IDX, :2], target_crop[CHIN_IDX, :2], pins,
-                      own_crop[CONTEXT_IDX, :2])
-    w = face_weight(target_crop, r)
+                      own_crop[CONTEXT_IDX, :2], roi=roi)
+    # Large crops blur the seam weight at half size (smooth; a third of the cost at 320 px).
+    w = face_weight(target_crop, r, half=r >= 256)[y0:y1, x0:x1]
     a = alpha if alpha.shape[0] == r else cv2.resize(alpha, (r, r), interpolation=cv2.INTER_LINEAR)
+    a = a[y0:y1, x0:x1]
     ring = (a > _RING[0]) & (a < _RING[1]) & (w > 0.5)
     # uint8 throughout (a lookup-table shift, one blend pass): float copies of the whole crop
     # cost more than the warps.
-    f = shifted(face, ring_shift(face, template, ring, _MAX_SHIFT))
-    return cv2.blendLinear(f, np.ascontiguousarray(neck), w, 1.0 - w)
+    f = shifted(face, ring_shift(face, template[y0:y1, x0:x1], ring, _MAX_SHIFT))
+    return cv2.blendLinear(f, np.ascontiguousarray(neck), np.ascontiguousarray(w), 1.0 - w)
+
+
+def paste_roi(alpha: np.ndarray, side: int, margin: int = 4) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1): the window of a crop at ``side`` that ``composite.paste`` reads for the
+    paste weight ``alpha`` (its nonzero box, plus ``margin`` px for the resampling taps and the
+    colour ring); None if the weight is 0 everywhere. Pixels outside it never reach the frame."""
+    ys = np.flatnonzero(alpha.any(axis=1))
+    if ys.size == 0:
+        return None
+    xs = np.flatnonzero(alpha.any(axis=0))
+    k = side / float(alpha.shape[0])
+    return (max(0, int(np.floor(ys[0] * k)) - margin), min(side, int(np.ceil((ys[-1] + 1) * k)) + margin),
+            max(0, int(np.floor(xs[0] * k)) - margin), min(side, int(np.ceil((xs[-1] + 1) * k)) + margin))
 
 
 @dataclass
@@ -143,19 +163,23 @@ class Renderer:
         bank_scale = self.bank.full_size / size
         x = np.empty((b, 10, size, size), np.float32)
         alphas = np.empty((b, size, size), np.float32)
-        refs_full = []
+        refs_full, rois = [], []
         for i in range(b):
             r = int(references[i])
+            _, band = neck_points(own_lm[i], tgt_lm[i], size)
+            jaw = np.concatenate([own_lm[i][CHIN_IDX], tgt_lm[i][CHIN_IDX], band])
+            hidden, alphas[i] = masks([tgt_lm[i], own_lm[i]], size, [jaw])
             if full:
-                ref_full = warp(self.bank.full_crop(r), self.bank.points[r] * bank_scale,
-                                tgt_pts[i] * (side / size), size=side)
+                # Network-free, only the window the paste reads is warped (about half the crop).
+                rois.append(paste_roi(alphas[i], side))
+                roi = None if small else rois[-1]
+                ref_full = None if roi is None and not small else warp(
+                    self.bank.full_crop(r), self.bank.points[r] * bank_scale, tgt_pts[i] * (side / size),
+                    size=side, roi=roi)
                 refs_full.append(ref_full)
                 ref = cv2.resize(ref_full, (size, size), interpolation=cv2.INTER_AREA) if small else None
             else:
                 ref = warp(self.bank.crops[r], self.bank.points[r], tgt_pts[i])
-            _, band = neck_points(own_lm[i], tgt_lm[i], size)
-            jaw = np.concatenate([own_lm[i][CHIN_IDX], tgt_lm[i][CHIN_IDX], band])
-            hidden, alphas[i] = masks([tgt_lm[i], own_lm[i]], size, [jaw])
             if self.session is not None:
                 x[i] = network_input(ref, tmpl[i], tgt_lm[i], hidden)
             elif small:  # only the warped mouth is used: skip drawing the network's other inputs
@@ -172,13 +196,20 @@ class Renderer:
         residual = (out - x[:, :3]).transpose(0, 2, 3, 1) * 255.0 if self.session is not None else None
         crops = np.empty((b, side, side, 3), np.uint8)
         tmpl_full = np.empty((b, side, side, 3), np.uint8)
+        k = side / size
         for i in range(b):
-            if residual is None:  # network-free: the warped real mouth as it is
+            # The template is pasted back at the box's resolution: a bilinear shrink (fast=True).
+            tmpl_full[i] = crop(frames[i], boxes[i], side, fast=True)
+            # Outside the paste window the crop is the template's own (never shown).
+            crops[i] = tmpl_full[i]
+            if rois[i] is None:
+                continue
+            y0, y1, x0, x1 = rois[i]
+            if residual is None:  # network-free: the warped real mouth (the window) as it is
                 face = refs_full[i]
             else:
                 up = cv2.resize(residual[i], (side, side), interpolation=cv2.INTER_LINEAR)
-                face = np.clip(np.rint(refs_full[i] + up), 0, 255).astype(np.uint8)
-            tmpl_full[i] = crop(frames[i], boxes[i], side)
-            k = side / size
-            crops[i] = join_jaw(face, tmpl_full[i], own_lm[i] * k, tgt_lm[i] * k, alphas[i])
+                face = np.clip(np.rint(refs_full[i][y0:y1, x0:x1] + up[y0:y1, x0:x1]), 0, 255).astype(np.uint8)
+            crops[i, y0:y1, x0:x1] = join_jaw(face, tmpl_full[i], own_lm[i] * k, tgt_lm[i] * k,
+                                              alphas[i], rois[i])
         return RenderedChunk(crops, alphas, tmpl_full, np.asarray(references))

@@ -43,10 +43,31 @@ def _grid(size: int) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=16)
+def _grid32(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``_grid(size)`` as float32, with its squared norms (the grid half of ``_grid_kernel``)."""
+    g = _grid(size).astype(np.float32)
+    norms = (g * g).sum(1)[:, None]
+    g.flags.writeable = False
+    norms.flags.writeable = False
+    return g, norms
+
+
 def _kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """U(r) = r^2 log r^2 between point sets a (n, 2) and b (m, 2), with U(0) = 0 (float64)."""
     d2 = (a[:, None, 0] - b[None, :, 0]) ** 2 + (a[:, None, 1] - b[None, :, 1]) ** 2
     d2 = np.maximum(d2, 1e-20)
+    return d2 * np.log(d2)
+
+
+def _grid_kernel(size: int, points: np.ndarray) -> np.ndarray:
+    """``_kernel(_grid(size), points)`` in float32, |a|^2 + |b|^2 - 2ab: the dense evaluation was
+    most of a warp's cost in float64 (1089 x 70 logs); the maps move by < 0.02 px, below remap's
+    1/32 px resolution. The small system keeps float64."""
+    g, norms = _grid32(size)
+    p = np.asarray(points, np.float32)
+    d2 = norms + (p * p).sum(1)[None, :] - 2.0 * (g @ p.T)
+    np.maximum(d2, 1e-20, out=d2)
     return d2 * np.log(d2)
 
 
@@ -68,9 +89,10 @@ def _coarse_map(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
     ok, coef = cv2.solve(system, rhs, flags=cv2.DECOMP_LU)
     if not ok:
         coef = np.linalg.lstsq(system, rhs, rcond=None)[0]
-    grid = _grid(size)
-    mapped = _kernel(grid, dst) @ coef[:n] + coef[n] + grid @ coef[n + 1:]
-    return (mapped * src_size).astype(np.float32).reshape(GRID, GRID, 2)
+    grid, _ = _grid32(size)
+    c = coef.astype(np.float32)
+    mapped = _grid_kernel(size, dst) @ c[:n] + c[n] + grid @ c[n + 1:]
+    return (mapped * np.float32(src_size)).reshape(GRID, GRID, 2)
 
 
 def tps_maps(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
@@ -84,30 +106,40 @@ def tps_maps(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
 
 
 def warp(image: np.ndarray, source_pts: np.ndarray, target_pts: np.ndarray,
-         size: int | None = None) -> np.ndarray:
+         size: int | None = None, roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """``image`` (S, S, C) bent so that its ``source_pts`` land on ``target_pts``; the result is
-    ``size`` x ``size`` (default S), ``target_pts`` being in its pixels."""
+    ``size`` x ``size`` (default S), ``target_pts`` being in its pixels.
+
+    ``roi`` (y0, y1, x0, x1): only that window of the result, the same pixels as the whole
+    result cut there (remap is per pixel: a paste that uses half the crop pays for half)."""
     size = size or image.shape[0]
     # One two-channel map straight into remap: splitting it into x and y copies cost as much
     # as the resize that made it.
     dense = cv2.resize(_coarse_map(target_pts, source_pts, size, image.shape[0]), (size, size),
                        interpolation=cv2.INTER_LINEAR)
+    if roi is not None:
+        y0, y1, x0, x1 = roi
+        dense = dense[y0:y1, x0:x1]
     return cv2.remap(image, dense, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def follow_jaw(template: np.ndarray, own_chin: np.ndarray, target_chin: np.ndarray,
-               pins: np.ndarray, still: np.ndarray) -> np.ndarray:
+               pins: np.ndarray, still: np.ndarray,
+               roi: tuple[int, int, int, int] | None = None) -> np.ndarray:
     """The template crop with its jaw line moved from ``own_chin`` to ``target_chin`` (crop
     points at the template's resolution), neck stretched or compressed down to ``pins``, and
     ``still`` points (nose, cheeks, jaw angles) and the crop border kept in place.
 
     Only the template's own pixels move, so the one jaw edge and the collar stay single and
-    sharp. Identical chins return the template unchanged."""
+    sharp. Identical chins return the template unchanged. ``roi``: only that window (``warp``)."""
     own_chin = np.asarray(own_chin, np.float32)
     target_chin = np.asarray(target_chin, np.float32)
     if np.abs(own_chin - target_chin).max() < 0.05:
-        return template
+        if roi is None:
+            return template
+        y0, y1, x0, x1 = roi
+        return template[y0:y1, x0:x1]
     fixed = np.concatenate([np.asarray(pins, np.float32), np.asarray(still, np.float32)])
     dst = np.concatenate([target_chin, fixed])
     src = np.concatenate([own_chin, fixed])
-    return warp(template, src, dst)
+    return warp(template, src, dst, roi=roi)
