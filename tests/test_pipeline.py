@@ -156,3 +156,40 @@ def test_mouth_bank_from_an_older_point_set_is_rebuilt(tiny_avatar, tmp_path):
     assert renderer.bank.points.shape[1] == len(WARP_IDX)
     assert ReferenceBank.load(folder).points.shape[1] == len(WARP_IDX)
 
+
+
+def test_spans_cover_once_with_a_short_first_run():
+    from lipdub.pipeline import _spans
+
+    assert _spans(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert _spans(10, 4, first=1) == [(0, 1), (1, 5), (5, 9), (9, 10)]
+    assert _spans(3, 4, first=5) == [(0, 3)]
+    assert _spans(0, 4, first=2) == []
+
+
+def test_render_batch_sizes_do_not_change_the_frames(tiny_avatar, speech_wav):
+    """The short first batch (the first frame comes sooner) draws what one long batch draws."""
+    from lipdub.pipeline import frames
+
+    opts = dict(shapes="template", use_network=False)
+    a = list(frames(tiny_avatar, speech_wav, GenerateOptions(chunk=32, **opts)))
+    b = list(frames(tiny_avatar, speech_wav, GenerateOptions(chunk=3, **opts)))
+    assert len(a) == len(b) > 8
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_short_first_motion_run_gives_the_same_mouths(tiny_avatar, speech_wav):
+    from lipdub.audio import extract_features
+    from lipdub.errors import MissingDependencyError
+    from lipdub.pipeline import target_chunks
+
+    feats = extract_features(speech_wav, fps=25.0)
+    opts = GenerateOptions()
+    try:
+        whole = np.concatenate([lm for _, lm in target_chunks(tiny_avatar, feats, feats.n_frames, opts,
+                                                              first=None)])
+    except MissingDependencyError as exc:
+        pytest.skip(f"motion model not installed: {exc}")
+    runs = list(target_chunks(tiny_avatar, feats, feats.n_frames, opts, motion_chunk=40, first=7))
+    assert len(runs[0][0]) == 7 and len(runs) > 2
+    assert np.abs(np.concatenate([lm for _, lm in runs]) - whole).max() < 0.01

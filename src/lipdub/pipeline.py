@@ -40,6 +40,10 @@ from lipdub.timeline import (LOOP_MODES, SILENCE_RAMP, TemplateView, blend,  # n
 
 #: generate: finished frames queued between the render thread and the encoder's pipe.
 RENDER_AHEAD = 8
+#: Output frames of the first motion run and of the first render batch: the first frame waits
+#: for that run's features and motion and that batch's rendering (not for 250 and 32 frames').
+FIRST_MOTION_FRAMES = 50
+FIRST_RENDER_FRAMES = 4
 
 
 @dataclass(frozen=True)
@@ -139,17 +143,25 @@ def _features_chunk(features, start: int, stop: int):
                          mel=cut(features.mel), whisper=cut(features.whisper), vad=cut(features.vad))
 
 
+def _spans(n: int, step: int, first: int | None = None) -> list[tuple[int, int]]:
+    """(start, stop) runs of ``step`` covering 0..n, the first one ``first`` long if given."""
+    head = min(n, first) if first else 0
+    return ([(0, head)] if head else []) + [(s, min(n, s + step)) for s in range(head, n, step)]
+
+
 def target_chunks(template, features, n_out: int, options: GenerateOptions,
-                  motion_chunk: int = 250, order: np.ndarray | None = None
-                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                  motion_chunk: int = 250, order: np.ndarray | None = None,
+                  first: int | None = FIRST_MOTION_FRAMES) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(template frame indices (n,), target landmarks (n, 478, 3)) per run of output frames.
 
-    ``order``: template frame under each output frame (default ``output_order(...)``)."""
+    ``order``: template frame under each output frame (default ``output_order(...)``). The runs
+    are ``motion_chunk`` frames, the first ``first`` (the same landmarks: each run carries its
+    context)."""
     if order is None:
         order = output_order(n_out, template, options, getattr(features, "fps", None))
     if options.shapes == "template":
-        for s in range(0, n_out, motion_chunk):
-            idx = order[s:s + motion_chunk]
+        for s, e in _spans(n_out, motion_chunk):
+            idx = order[s:e]
             yield idx, template.landmarks[idx]
         return
     from lipdub.motion import MotionModel, audio_to_motion, calibrate_avatar
@@ -157,8 +169,7 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
     model = MotionModel.load()
     cal = calibrate_avatar(template, model)  # the same calibration streaming uses
     ctx = model.receptive_field + 8  # a little beyond the receptive field for the silence gate
-    for s in range(0, n_out, motion_chunk):
-        e = min(n_out, s + motion_chunk)
+    for s, e in _spans(n_out, motion_chunk, first):
         a, b = max(0, s - ctx), min(n_out, e + ctx)
         feats = _features_chunk(features, a, b)
         lms = audio_to_motion(feats, template, options.mouth_scale, options.motion_smooth,
@@ -184,8 +195,9 @@ def render_frames(renderer, template, order_and_targets, options: GenerateOption
     done, previous = 0, None
     for idx_run, lm_run in order_and_targets:
         run_frames = source if source is not None else template_frames(template, idx_run)
-        for s in range(0, len(idx_run), options.chunk):
-            idx = idx_run[s:s + options.chunk]
+        # The first batch is short: the first frame reaches the encoder sooner (same frames).
+        for s, e in _spans(len(idx_run), options.chunk, FIRST_RENDER_FRAMES if not done else None):
+            idx = idx_run[s:e]
             tmpl = [next(run_frames) for _ in idx]
             w = np.ones(len(idx), np.float32)
             if weights is not None:
@@ -204,7 +216,7 @@ def render_frames(renderer, template, order_and_targets, options: GenerateOption
                     run = run[1:]
                 picked = np.asarray(run)
                 dubbed = draw_mouths(renderer, template, [tmpl[j] for j in picked], idx[picked],
-                                     lm_run[s:s + options.chunk][picked], face_weights=False)
+                                     lm_run[s:e][picked], face_weights=False)
                 for j, frame in zip(picked, dubbed):
                     out[j] = frame if int(j) not in keep else blend(keep[int(j)], frame, float(w[j]))
             previous = int(idx[drawn[-1]])
@@ -411,21 +423,22 @@ def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOp
     template = template_for(avatar, options)
     fps = options.fps or template.fps
     _require_a_frame(audio_path, seconds, fps)
-    # The renderer and motion model load in a thread while the features are computed
-    # (ONNX Runtime / CTranslate2 / NumPy I/O release the GIL): the first frame comes sooner.
-    with ThreadPoolExecutor(1, thread_name_prefix="lipdub-load") as loader:
-        loading = loader.submit(_load_models, avatar, options)
-        features = _features(wav, fps, options, progress)
-        renderer = loading.result()
-    del wav
     width, height = output_size_for(template, options)
     enc = EncodeOptions(fps=fps, crf=options.crf, preset=options.preset)
-    with Progress(features.n_frames, "generate", callback=progress) as bar, \
-            VideoWriter(out_path, width, height, enc, audio=audio_path,
-                        expected_seconds=seconds) as writer:
-        # Rendering runs in a thread a few frames ahead of the encoder's pipe (see background).
-        for frame in background(_frames(avatar, template, features, options, renderer),
-                                depth=RENDER_AHEAD):
-            writer.write(frame)
-            bar.update(1)
+    # The encoder starts first: ffmpeg's start-up and the audio probe run while the models load
+    # (and an unwritable output fails before any of that work).
+    with VideoWriter(out_path, width, height, enc, audio=audio_path, expected_seconds=seconds) as writer:
+        # The renderer and motion model load in a thread while the features are computed
+        # (ONNX Runtime / CTranslate2 / NumPy I/O release the GIL): the first frame comes sooner.
+        with ThreadPoolExecutor(1, thread_name_prefix="lipdub-load") as loader:
+            loading = loader.submit(_load_models, avatar, options)
+            features = _features(wav, fps, options, progress)
+            renderer = loading.result()
+        del wav
+        with Progress(features.n_frames, "generate", callback=progress) as bar:
+            # Rendering runs in a thread a few frames ahead of the encoder's pipe (see background).
+            for frame in background(_frames(avatar, template, features, options, renderer),
+                                    depth=RENDER_AHEAD):
+                writer.write(frame)
+                bar.update(1)
     return Path(out_path)
