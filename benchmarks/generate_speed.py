@@ -21,7 +21,11 @@ training). Then, each in a fresh subprocess so peak memory and start-up are its 
 ``--pin`` runs every subprocess under ``taskset -c 0`` (one core: the margin a slower or busier
 machine needs). ``--network on|off|both``: the per-avatar U-Net or the network-free path.
 
-    python benchmarks/generate_speed.py [--templates 720p,closeup720,portrait] [--long 600] [--pin] [--repeat 3]
+Each pass also reports its CPU seconds: ``python_cpu_s`` (decode, render, features, imports) and
+``ffmpeg_cpu_s`` (the encoder). ``--src DIR`` runs the passes against another ``src`` folder (an
+older commit exported with ``git archive``): a before/after under the same load.
+
+    python benchmarks/generate_speed.py [--templates 720p,closeup720,portrait] [--long 600] [--pin] [--repeat 3] [--src DIR]
 """
 
 from __future__ import annotations
@@ -172,6 +176,11 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def cpu_seconds(who: int) -> float:
+    use = resource.getrusage(who)
+    return round(use.ru_utime + use.ru_stime, 2)
+
+
 def child(args) -> int:
     seen = _watch_first_write(args.started)
     if args.child == "generate":
@@ -180,8 +189,16 @@ def child(args) -> int:
         result = run_encode_only(args.folder, args.audio)
     result.update(seen)
     result["peak_rss_mb"] = peak_rss_mb()
+    # CPU time of this process (decode, render, features; imports) and of ffmpeg (the encoder):
+    # on a CPU-bound machine every second of the first is taken from the second.
+    result["python_cpu_s"] = cpu_seconds(resource.RUSAGE_SELF)
+    result["ffmpeg_cpu_s"] = cpu_seconds(resource.RUSAGE_CHILDREN)
     print(json.dumps(result))
     return 0
+
+
+#: --src: run the passes against another checkout's ``src`` (a before/after under the same load)
+SRC: str | None = None
 
 
 def in_subprocess(kind: str, folder: Path, audio: Path, shapes: str, network: str = "off",
@@ -190,7 +207,10 @@ def in_subprocess(kind: str, folder: Path, audio: Path, shapes: str, network: st
            "--shapes", shapes, "--network", network, "--started", repr(time.time())]
     if pin:
         cmd = ["taskset", "-c", "0"] + cmd
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "LIPDUB_PROGRESS": "0"})
+    env = {**os.environ, "LIPDUB_PROGRESS": "0"}
+    if SRC:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (SRC, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -209,6 +229,8 @@ def main(argv=None) -> int:
                     help="the per-avatar U-Net on, off (network-free path) or both")
     ap.add_argument("--pin", action="store_true", help="run every pass under taskset -c 0")
     ap.add_argument("--repeat", type=int, default=1, help="rounds of generate + encode-only (median ratio)")
+    ap.add_argument("--src", default=None,
+                    help="a lipdub src folder to run the passes against (e.g. an exported older commit)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--audio", default=None, help=argparse.SUPPRESS)
@@ -216,6 +238,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         return child(args)
+    global SRC
+    SRC = str(Path(args.src).resolve()) if args.src else None
     names = [n.strip() for n in args.templates.split(",") if n.strip()]
     unknown = [n for n in names if n not in TEMPLATES]
     if unknown:
@@ -230,7 +254,7 @@ def main(argv=None) -> int:
         shapes = "audio" if ONNX_PATH.exists() else "template"
     networks = ["on", "off"] if args.network == "both" else [args.network]
     short = build_audio(args.seconds)
-    report = {"shapes": shapes, "pinned_to_one_core": args.pin, "cpu_count": os.cpu_count(),
+    report = {"shapes": shapes, "pinned_to_one_core": args.pin, "cpu_count": os.cpu_count(), "src": SRC,
               "load_average_before": list(np.round(os.getloadavg(), 2)), "templates": {}}
     for name in names:
         folder = build_template(name)
