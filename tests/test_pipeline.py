@@ -171,7 +171,7 @@ def test_render_batch_sizes_do_not_change_the_frames(tiny_avatar, speech_wav):
     """The short first batch (the first frame comes sooner) draws what one long batch draws."""
     from lipdub.pipeline import frames
 
-    opts = dict(shapes="template", use_network=False)
+    opts = {"shapes": "template", "use_network": False}
     a = list(frames(tiny_avatar, speech_wav, GenerateOptions(chunk=32, **opts)))
     b = list(frames(tiny_avatar, speech_wav, GenerateOptions(chunk=3, **opts)))
     assert len(a) == len(b) > 8

@@ -6,12 +6,19 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from test_composite import fake_landmarks
 
 from lipdub.composite import paste
-from lipdub.render.condition import CHIN_IDX, crop, face_weight, masks, neck_points, to_crop
+from lipdub.render.condition import (
+    CHIN_IDX,
+    crop,
+    face_weight,
+    masks,
+    neck_points,
+    to_crop,
+)
 from lipdub.render.runtime import join_jaw, paste_roi
 from lipdub.render.warp import _grid, _grid_kernel, _kernel, warp
-from test_composite import fake_landmarks
 
 
 def _mouth(side: int, size: int = 128):
