@@ -79,6 +79,7 @@ def paste_roi(alpha: np.ndarray, side: int, margin: int = 4) -> tuple[int, int, 
 @dataclass
 class RenderedChunk:
     crops: np.ndarray       # (B, R, R, 3) uint8 rendered mouth crops, R = crop size or box side
+                            # (at the box side: the template's own outside ``paste_roi``)
     alphas: np.ndarray      # (B, S, S) float32 paste weights at the crop size
     templates: np.ndarray   # (B, R, R, 3) uint8 template crops at the same resolution
     references: np.ndarray  # (B,) bank index used per frame
