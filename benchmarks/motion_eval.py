@@ -204,6 +204,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / "cache" / "motion")
     ap.add_argument("--folds-file", type=Path, default=ROOT / "benchmarks" / "results" / "motion_folds.json")
     ap.add_argument("--run", action="append", default=None, help="cross-validation run(s) to score")
+    ap.add_argument("--run-dir", action="append", type=Path, default=[],
+                    help="a run stored elsewhere (e.g. cache/motion_w3/runs/w3 of "
+                         "tools/motion_front_end_ablation.py); scored against the same clips")
     ap.add_argument("--out", type=Path, help="write the full report (per clip) here")
     ap.add_argument("--data-check", type=Path, help="write the first pass's per-folder data check here")
     args = ap.parse_args(argv)
@@ -216,8 +219,8 @@ def main(argv=None) -> int:
     if args.data_check:
         args.data_check.write_text(json.dumps(data_check(args.cache, manifest_rows, folds), indent=1))
     reports = []
-    for name in args.run or ["main"]:
-        run_dir = args.cache / "runs" / name
+    run_dirs = [args.cache / "runs" / name for name in args.run or ([] if args.run_dir else ["main"])]
+    for run_dir in run_dirs + args.run_dir:
         if not (run_dir / "oof.npz").exists():
             print(f"no run {run_dir} (make it with python -m lipdub.motion.train --cv ...)", file=sys.stderr)
             return 1

@@ -197,37 +197,66 @@ def test_whisper_frame_rates_sample_the_same_states(encoder, speech):
 
 
 def test_whisper_windows_cover_long_audio_evenly():
-    def starts(seconds: float) -> np.ndarray:
-        return whisper_module.window_starts(int(seconds * SR), 20.0) / SR
+    W, H, F = whisper_module.WINDOW_SECONDS, whisper_module.HOP_SECONDS, whisper_module.FADE_SECONDS
 
-    assert starts(12).tolist() == [0.0] and starts(30).tolist() == [0.0]
-    assert starts(70).tolist() == [0.0, 20.0, 40.0]
-    long = starts(101.5)
-    assert long[-1] + 30 == pytest.approx(101.5) and np.all(np.diff(long) <= 20)
-    times = frame_times(25, n_frames_for(101.5, 25))
+    def starts(seconds: float) -> np.ndarray:
+        return whisper_module.window_starts(int(seconds * SR)) / SR
+
+    assert starts(4).tolist() == [0.0] and starts(W).tolist() == [0.0]
+    assert starts(W + 2 * H).tolist() == [0.0, H, 2 * H]
+    long = starts(101.53)
+    # Starts on the 20 ms state grid; the last window ends at the audio's end (within a state).
+    assert np.allclose(long * 50, np.round(long * 50))
+    assert abs(long[-1] + W - 101.53) <= 0.02 and np.all(np.diff(long) <= H + 0.02)
+    times = frame_times(25, n_frames_for(101.53, 25))
     total = np.zeros(len(times))
     for k, (first, stop, share) in enumerate(whisper_module.window_weights(times, long)):
         total[first:stop] += share
         into = times[first:stop][share > 0] - long[k]
-        # Every frame a window contributes to is >= 4 s inside it, unless the audio ends there.
-        inner = (into >= 4.0) | (long[k] == 0)
-        outer = (into <= 26.0) | (k == len(long) - 1)
+        # Every frame a window contributes to has >= (W - H) / 2 - F s of that window each side,
+        # unless the audio ends there.
+        margin = (W - H) / 2 - F - 0.03
+        inner = (into >= margin) | (long[k] == 0)
+        outer = (into <= W - margin) | (k == len(long) - 1)
         assert np.all(inner & outer)
     np.testing.assert_allclose(total, 1.0)
-    # Windows hand over at the middle of their overlap (25 s for 0-30 and 20-50) with a linear
-    # cross-fade of +-1 s; outside it each frame belongs to one window.
-    probe = np.array([23.9, 24.5, 25.0, 25.5, 26.1])
+    # Windows 0-6 and 3-9 s hand over at 4.5 s, with a linear cross-fade of +-F s.
+    probe = np.array([4.5 - F - 0.1, 4.5 - F / 2, 4.5, 4.5 + F / 2, 4.5 + F + 0.1])
     by_window = np.zeros((len(probe), 3))
-    for k, (first, stop, share) in enumerate(whisper_module.window_weights(probe, starts(70))):
+    for k, (first, stop, share) in enumerate(whisper_module.window_weights(probe, starts(W + 2 * H))):
         by_window[first:stop, k] = share
     np.testing.assert_allclose(by_window, [[1, 0, 0], [0.75, 0.25, 0], [0.5, 0.5, 0],
                                            [0.25, 0.75, 0], [0, 1, 0]], atol=1e-6)
 
 
 def test_whisper_hop_must_leave_room_for_the_cross_fade():
-    for hop in (2.0, 28.0):
+    for hop in (1.0, 5.0):
         with pytest.raises(ValueError, match="hop_seconds"):
             WhisperEncoder(hop_seconds=hop)
+    with pytest.raises(ValueError, match="window_seconds"):
+        WhisperEncoder(window_seconds=40)
+
+
+def test_whisper_states_of_a_cut_out_piece_match_those_in_context(encoder, media_dir, speech):
+    """The point of short unpadded windows: audio cut into its own file gets (nearly) the
+    states it has inside a longer recording, so a mapping fitted on long audio holds for short."""
+    other = load_audio(espeak("Peter piper picked a peck of pickled peppers by the mill.",
+                              media_dir / "speech3.wav"))
+    long = np.concatenate([other, speech, other, speech])
+    at = len(other) + len(speech) + len(other)  # the last copy of ``speech``
+    first, n = int(at / SR * 25), n_frames_for(speech, 25)
+    in_context = encoder.frame_features(long, 25)[first:first + n]
+    alone = encoder.frame_features(speech, 25)[:len(in_context)]
+    unpadded = cosine(alone, in_context).mean()
+
+    def zero_padded_30s(wav):  # the front end before FEATURES_VERSION 2, for comparison
+        full = np.pad(wav, (0, 30 * SR - len(wav)))
+        states = encoder.encode_window(full) - encoder.encode_window(np.zeros_like(full))
+        return whisper_module.interpolate_states(states, frame_times(25, n_frames_for(wav, 25)))
+
+    padded = cosine(zero_padded_30s(speech)[:len(in_context)],
+                    zero_padded_30s(long)[first:first + len(in_context)]).mean()
+    assert unpadded > padded + 0.03, (unpadded, padded)  # 0.73 against 0.67 when written
 
 
 def test_whisper_long_audio_has_no_seam(encoder, media_dir, speech):
@@ -241,12 +270,15 @@ def test_whisper_long_audio_has_no_seam(encoder, media_dir, speech):
     long = np.concatenate(pieces)[:70 * SR]
     feats = encoder.frame_features(long, 25)
     assert feats.shape == (1750, 384)
-    # Windows start at 0, 20 and 40 s; 25 s is where the first two hand over.
-    boundary = 25.0
-    window_start = int((boundary - 15) * SR)
-    reference = encoder.frame_features(long[window_start:window_start + 30 * SR], 25)
+    # Every switch point between two windows (the middle of their overlap) is a possible seam:
+    # compare with a window centred on one.
+    starts = whisper_module.window_starts(len(long)) / SR
+    W = whisper_module.WINDOW_SECONDS
+    boundary = float((starts[5] + W + starts[6]) / 2)
+    window_start = int(round((boundary - W / 2) * 50)) * (SR // 50)
+    reference = encoder.frame_features(long[window_start:window_start + int(W * SR)], 25)
     frames = np.arange(int(boundary * 25) - 12, int(boundary * 25) + 13)
-    ours, theirs = feats[frames], reference[frames - int((boundary - 15) * 25)]
+    ours, theirs = feats[frames], reference[frames - int(round(window_start / SR * 25))]
     assert cosine(ours, theirs).mean() > 0.85
     # Closer to the centred window's answer than a feature is to its own neighbouring frame.
     scale = np.linalg.norm(theirs, axis=1).mean()

@@ -91,6 +91,29 @@ def test_audio_and_features_are_stored(talking_avatar):
     assert features.mel.shape[0] == 50
 
 
+def test_features_of_an_older_front_end_are_recomputed(talking_avatar, tmp_path):
+    import shutil
+
+    from lipdub.audio import FEATURES_VERSION, AudioFeatures
+
+    folder = tmp_path / "old"
+    shutil.copytree(talking_avatar.path, folder)
+    current = np.load(folder / "features.npz")
+    arrays = {k: current[k] for k in current.files}
+    arrays["version"] = np.int64(FEATURES_VERSION - 1)
+    arrays["whisper"] = np.zeros_like(arrays["whisper"])  # what an older encoder might have made
+    np.savez(folder / "features.npz", **arrays)
+    with pytest.raises(InputError, match="extract them again"):
+        AudioFeatures.load(folder / "features.npz")
+    refreshed = Avatar.load(folder).features()
+    assert np.abs(refreshed.whisper).max() > 0
+    # The same as prepare made (from the stored 16-bit audio instead of the decoded floats).
+    ours, made = refreshed.whisper, talking_avatar.features().whisper
+    cosine = (ours * made).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(made, axis=1)
+    assert cosine.min() > 0.98, cosine.min()
+    assert AudioFeatures.load(folder / "features.npz").whisper.shape == (50, 384)  # rewritten
+
+
 def test_progress_reaches_the_end(talking_avatar):
     calls = talking_avatar.progress_calls
     tracking = [f for stage, f in calls if stage == "prepare"]

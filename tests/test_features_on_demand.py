@@ -19,7 +19,7 @@ def test_mel_windows_cut_on_demand_equal_the_whole_array():
 
 
 def test_whisper_states_on_demand_equal_frame_features(speech_wav):
-    """Over several 30 s windows (cross-fades included), any slice, in any order."""
+    """Over many encoder windows (cross-fades included), any slice, in any order."""
     from lipdub.audio import WhisperEncoder, load_audio
     from lipdub.features_on_demand import WhisperStates
 

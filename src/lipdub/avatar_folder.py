@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import threading
+import zipfile
 from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -299,8 +300,23 @@ class Avatar:
         path = self.path / "features.npz"
         if not path.is_file():
             return None
-        from lipdub.audio import AudioFeatures
+        from lipdub.audio import FEATURES_VERSION, AudioFeatures, extract_features
 
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = int(data["version"]) if "version" in data.files else 0
+        except (OSError, ValueError, zipfile.BadZipFile):
+            version = None  # damaged: AudioFeatures.load says so
+        audio = self.path / "audio.wav"
+        if version is not None and version != FEATURES_VERSION and audio.is_file():
+            # Made by an older audio front end: recompute from the stored audio, so the motion
+            # model (trained on the current front end) never reads features of another kind.
+            features = extract_features(audio, self.fps, len(self))
+            try:
+                features.save(path)
+            except OutputError:
+                pass  # a read-only avatar folder only loses the refreshed copy
+            return features
         return AudioFeatures.load(path)
 
     def frame_path(self, index: int) -> Path:

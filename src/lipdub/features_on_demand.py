@@ -1,7 +1,7 @@
 """Audio features for ``generate``, computed as the frame loop reaches them.
 
 ``lipdub.audio.extract_features`` computes every frame's features before returning: for 10 minutes
-of speech that is ~30 Whisper windows (a minute on a busy 2-core machine) before the first frame,
+of speech that is ~200 short Whisper windows (tens of seconds on a busy 2-core machine) before the first frame,
 and 100 MB of arrays held to the end. Here the same values come out chunk by chunk, bit for bit:
 
 - ``WhisperStates``: the Whisper encoder window(s) a slice of frames needs are run when it is
@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-KEEP_WINDOWS = 3  # encoder windows kept: consecutive chunks (with their context) reuse them
+KEEP_WINDOWS = 8  # encoder windows kept: consecutive chunks (with their context) reuse them
 
 
 class MelWindows:
@@ -55,16 +55,21 @@ class WhisperStates:
     encoder windows that cover them are run (``encoder``: a ``WhisperEncoder`` or a future of
     one) and blended exactly as ``WhisperEncoder.frame_features`` does."""
 
-    def __init__(self, wav: np.ndarray, fps: float, n_frames: int, encoder, hop_seconds: float = 20.0):
+    def __init__(self, wav: np.ndarray, fps: float, n_frames: int, encoder,
+                 window_seconds: float | None = None, hop_seconds: float | None = None):
+        from lipdub.audio import whisper
         from lipdub.audio.timing import SAMPLE_RATE, frame_times
-        from lipdub.audio.whisper import FEATURE_DIM, window_starts, window_weights
 
+        # The encoder may still be loading (a future): its windows are the defaults unless given.
+        self.window_seconds = window_seconds or whisper.WINDOW_SECONDS
+        self.hop_seconds = hop_seconds or whisper.HOP_SECONDS
+        self.window_samples = int(round(self.window_seconds * SAMPLE_RATE))
         self.wav = wav
         self.times = frame_times(fps, n_frames)
-        self.starts = window_starts(len(wav), hop_seconds)
-        self.shares = window_weights(self.times, self.starts / SAMPLE_RATE)
+        self.starts = whisper.window_starts(len(wav), self.hop_seconds, self.window_seconds)
+        self.shares = whisper.window_weights(self.times, self.starts / SAMPLE_RATE, self.window_seconds)
+        self.shape = (int(n_frames), whisper.FEATURE_DIM)
         self.rate = SAMPLE_RATE
-        self.shape = (int(n_frames), FEATURE_DIM)
         self.dtype = np.dtype(np.float32)
         self.ndim = 2
         self._encoder = encoder
@@ -74,13 +79,13 @@ class WhisperStates:
         return self.shape[0]
 
     def _states(self, k: int) -> np.ndarray:
-        from lipdub.audio.whisper import WINDOW_SAMPLES
-
         if k not in self._windows:
             encoder = self._encoder.result() if hasattr(self._encoder, "result") else self._encoder
+            if (encoder.window_seconds, encoder.hop_seconds) != (self.window_seconds, self.hop_seconds):
+                raise ValueError("WhisperStates was built for other windows than its encoder's")
             self._encoder = encoder
             start = int(self.starts[k])
-            self._windows[k] = encoder.window_states(self.wav[start:start + WINDOW_SAMPLES])
+            self._windows[k] = encoder.window_states(self.wav[start:start + self.window_samples])
             while len(self._windows) > KEEP_WINDOWS:  # forget the window farthest from this one
                 del self._windows[max(self._windows, key=lambda j: abs(j - k))]
         return self._windows[k]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from lipdub.progress import ProgressFn
 _ARRAYS = ("mel", "whisper", "vad")
 #: Bump whenever a feature's definition changes (timing, scaling, model), so files and caches
 #: made by an older front end are recomputed instead of silently mixed with new ones.
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2  # 2: Whisper states of 6 s unpadded windows (1: 30 s zero-padded)
 
 
 # eq=False: field-wise == on arrays is ambiguous; compare the arrays themselves when needed.
@@ -76,7 +77,7 @@ class AudioFeatures:
                 fields = {name: data[name] for name in _ARRAYS if name in data.files}
                 return cls(fps=float(data["fps"]), n_frames=int(data["n_frames"]),
                            duration=float(data["duration"]), **fields)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise InputError(f"{path} is not a lipdub audio-features file") from exc
 
 

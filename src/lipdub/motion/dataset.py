@@ -2,7 +2,8 @@
 
 Per clip, two caches under ``cache_dir`` keyed by the file's sha256 (so renamed or edited files are
 never confused): ``<sha>.track.npz`` (MediaPipe landmarks of the points we need, NaN where no face,
-the slow part) and ``<sha>.feat.npz`` (prepared model input, voice activity, loudness envelope).
+the slow part) and ``<sha>.feat<FEATURES_VERSION>.npz`` (prepared model input, voice activity,
+loudness envelope).
 Canonicalisation and neutral estimation run at load time, from the shared reference face, so
 changing the representation never requires re-tracking.
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lipdub.audio.features import FEATURES_VERSION
 from lipdub.avatar import file_sha256
 from lipdub.face import STABLE_POINTS
 from lipdub.motion import representation as rep
@@ -45,6 +47,7 @@ class Clip:
     neutral: np.ndarray | None = None   # (K, 3)
     target: np.ndarray | None = None    # (N, P) smoothed offsets from neutral
     meta: dict = field(default_factory=dict)
+    views: list = field(default_factory=list)  # (N, INPUT_DIM) inputs of augmented audio
 
     @property
     def n(self) -> int:
@@ -119,7 +122,24 @@ def _cached(path: Path, make) -> dict[str, np.ndarray]:
     return data
 
 
-def load_clip(path: Path, speaker: str, cache_dir: Path) -> Clip:
+def augmented_views(path: Path, digest: str, n: int, count: int, cache_dir: Path) -> list[np.ndarray]:
+    """Model inputs of ``count`` augmented versions of the clip's audio (``lipdub.motion.augment``),
+    each cached; view ``j`` of a file is always the same (its seed comes from the file's hash)."""
+    from lipdub.audio import load_audio
+    from lipdub.motion.augment import AUGMENT_VERSION, augmented_audio
+
+    views, audio = [], None
+    for j in range(count):
+        def make(j=j):
+            nonlocal audio
+            audio = load_audio(path) if audio is None else audio
+            return {"x": clip_features(augmented_audio(audio, int(digest[:8], 16) + j), n)["x"]}
+        name = f"{digest[:16]}.aug{FEATURES_VERSION}.{AUGMENT_VERSION}_{j}.npz"
+        views.append(_cached(cache_dir / name, make)["x"])
+    return [v.astype(np.float32) for v in views]
+
+
+def load_clip(path: Path, speaker: str, cache_dir: Path, views: int = 0) -> Clip:
     from lipdub.audio import load_audio
 
     digest = file_sha256(path)
@@ -127,11 +147,15 @@ def load_clip(path: Path, speaker: str, cache_dir: Path) -> Clip:
     tr = _cached(cache_dir / f"{digest[:16]}.track.npz", lambda: {"lm": track_clip(path)})
     lm_keep = tr["lm"]
     n = len(lm_keep)
-    ft = _cached(cache_dir / f"{digest[:16]}.feat.npz", lambda: clip_features(load_audio(path), n))
+    # The features cache is per front-end version: a new front end never reads old inputs.
+    ft = _cached(cache_dir / f"{digest[:16]}.feat{FEATURES_VERSION}.npz", lambda: clip_features(load_audio(path), n))
     raw = np.full((n, 478, 3), np.nan, np.float32)
     raw[:, list(KEEP)] = lm_keep
     tracked = float(np.isfinite(lm_keep).all(axis=(1, 2)).mean()) if n else 0.0
-    return Clip(path.name, speaker, digest, ft["x"].astype(np.float32), ft["vad"], ft["env"], raw, tracked)
+    clip = Clip(path.name, speaker, digest, ft["x"].astype(np.float32), ft["vad"], ft["env"], raw, tracked)
+    if views and tracked >= MIN_TRACKED:
+        clip.views = augmented_views(path, digest, n, views, cache_dir)
+    return clip
 
 
 def build_reference(clips: list[Clip]) -> np.ndarray:
@@ -159,13 +183,15 @@ def canonicalise(clip: Clip, ref: np.ndarray, smooth: int = 5) -> Clip:
     return clip
 
 
-def build(roots: list[Path], cache_dir: Path, progress=None, limit: int | None = None) -> tuple[list[Clip], np.ndarray, list[dict]]:
-    """All usable clips (canonicalised), the reference face, and a manifest row per file."""
+def build(roots: list[Path], cache_dir: Path, progress=None, limit: int | None = None,
+          views: int = 0) -> tuple[list[Clip], np.ndarray, list[dict]]:
+    """All usable clips (canonicalised), the reference face, and a manifest row per file;
+    ``views``: augmented inputs per clip for training (``augmented_views``)."""
     sources = list_sources(roots)[:limit]
     clips, manifest = [], []
     with Progress(len(sources), "motion dataset", unit="clip", callback=progress) as bar:
         for path, speaker in sources:
-            clip = load_clip(path, speaker, cache_dir)
+            clip = load_clip(path, speaker, cache_dir, views)
             row = {"file": f"{path.parent.name}/{path.name}", "sha256": clip.sha256, "speaker": speaker,
                    "frames": clip.n, "tracked": round(clip.tracked, 3)}
             if clip.tracked < MIN_TRACKED or clip.n < 12:

@@ -71,7 +71,9 @@ def build_fold_file(roots: list[Path], path: Path, k: int = DEFAULT_K, seed: int
     table = {"k": k, "seed": seed, "dev_folds": list(range(k - 1)), "fresh_fold": k - 1,
              "roots": [Path(r).name for r in roots], "speakers": speaker_fold, "files": files}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=1, sort_keys=True))
+    tmp = path.with_name(path.name + ".partial")  # a half-written fold file must never be read
+    tmp.write_text(json.dumps(table, indent=1, sort_keys=True))
+    tmp.replace(path)
     return table
 
 

@@ -37,8 +37,9 @@ ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA = [ROOT.parent / "shared" / d for d in ("data", "extra", "extra2")]
 DEFAULT_FOLDS = ROOT / "benchmarks" / "results" / "motion_folds.json"
 MODEL_CARD = (
-    "lipdub motion model v2: audio (Whisper tiny.en encoder states, log-mel, Silero voice activity) -> "
-    "canonical lip/jaw landmark offsets, speaker-independent. Trained on short public clips from "
+    "lipdub motion model v3: audio (Whisper tiny.en encoder states of 6 s unpadded windows, log-mel, "
+    "Silero voice activity) -> canonical lip/jaw landmark offsets, speaker-independent{augmented}. "
+    "Trained on short public clips from "
     "research corpora and third-party footage (GRID, LRS2, LRS3, VoxCeleb2, LRW, MEAD, HDTF, DFDC, "
     "ChaLearn First Impressions, DOLOS/WILTY TV, spectre samples CC-BY-NC-SA) and demo clips of "
     "talking-face repositories. Those sources' terms are not stated or are non-commercial: these "
@@ -51,9 +52,9 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def load_data(roots, cache: Path, folds_file: Path):
+def load_data(roots, cache: Path, folds_file: Path, views: int = 0):
     """Clips, reference face, data manifest rows and speaker → fold from the fixed fold file."""
-    clips, ref, manifest = ds.build(roots, cache / "clips")
+    clips, ref, manifest = ds.build(roots, cache / "clips", views=views)
     table = fl.load_folds(folds_file)
     fold_of = dict(table["speakers"])
     missing = {c.speaker for c in clips} - set(fold_of)
@@ -68,16 +69,32 @@ def load_data(roots, cache: Path, folds_file: Path):
 def config_from(args) -> tr.TrainConfig:
     return tr.TrainConfig(steps=args.steps, corr_weight=args.corr_weight, width=args.width,
                           spread_weight=args.spread_weight, threads=args.threads,
-                          dilations=tuple(args.dilations))
+                          dilations=tuple(args.dilations),
+                          augment_p=args.augment_p if args.augment_views else 0.0)
 
 
 def save_run(run_dir: Path, oof, shuffled, nets_by_fold, meta: dict) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(run_dir / "oof.npz", **oof)
-    np.savez_compressed(run_dir / "oof_shuffled.npz", **shuffled)
+    """Write a run's files into a scratch folder, then swap it in: an interrupted save leaves the
+    previous run of that name whole, never a mix of old and new files."""
+    import shutil
+
+    meta = {**meta, "front_end": front_end()}  # what the fold nets read (export checks it)
+    scratch = run_dir.with_name(run_dir.name + ".partial")
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
+    np.savez_compressed(scratch / "oof.npz", **oof)
+    np.savez_compressed(scratch / "oof_shuffled.npz", **shuffled)
     torch.save({k: [n.state_dict() for n in nets] for k, nets in nets_by_fold.items()},
-               run_dir / "fold_nets.pt")
-    (run_dir / "meta.json").write_text(json.dumps(meta, indent=1))
+               scratch / "fold_nets.pt")
+    (scratch / "meta.json").write_text(json.dumps(meta, indent=1))
+    old = run_dir.with_name(run_dir.name + ".old")
+    if old.exists() and not run_dir.exists():
+        old.rename(run_dir)  # a save interrupted between its two renames: the previous run is back
+    shutil.rmtree(old, ignore_errors=True)
+    if run_dir.exists():
+        run_dir.rename(old)
+    scratch.rename(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def load_fold_nets(run_dir: Path, cfg: tr.TrainConfig) -> dict[int, list[MotionNet]]:
@@ -147,22 +164,39 @@ def export(nets, path: Path, manifest: dict) -> None:
     mtmp.replace(mpath)
 
 
+def front_end() -> dict:
+    """The audio front end the model was trained on (inference must use the same)."""
+    from lipdub.audio import FEATURES_VERSION
+    from lipdub.audio import whisper
+
+    encoder = ds._ENCODER[0] if ds._ENCODER else None
+    return {"features_version": FEATURES_VERSION,
+            "whisper_window_seconds": encoder.window_seconds if encoder else whisper.WINDOW_SECONDS,
+            "whisper_hop_seconds": encoder.hop_seconds if encoder else whisper.HOP_SECONDS}
+
+
 def model_manifest(clips, ref, cfg, data_manifest, table, *, members, seed, delay, amp_map,
-                   command, extra=None) -> dict:
+                   command, extra=None, front: dict | None = None) -> dict:
+    """The shipped manifest; ``front``: the audio front end the nets were trained on (default:
+    this process's, right for nets trained here)."""
     opening = [np.percentile(c.aperture, 90) for c in clips]
     for row in data_manifest:
         entry = table.get(row["file"].split("/")[-1], {})
         row["offset_frames"] = entry.get("lag", 0) if entry.get("shifted") else 0
         if row.get("used") and not entry.get("train", True):
             row.update(used=False, why=entry["why"])
+    augmented = (", trained with augmented audio (pitch, room, noise, codec, loudness)"
+                 if cfg.augment_p > 0 else "")
     out = {
-        "model_card": MODEL_CARD, "licence": "research use only (training data terms)",
+        "model_card": MODEL_CARD.format(augmented=augmented),
+        "licence": "research use only (training data terms)",
         "input": "per frame: Whisper tiny.en state (384), log-mel window pooled to 40x4, VAD (1)",
         "input_dim": rep.INPUT_DIM, "fps": ds.FPS, "mouth_points": list(rep.MOUTH_POINTS),
         "output": "canonical offsets from neutral (inter-ocular units), flattened (K, 3)",
         "reference_stable_points": rep.stable_ref(ref),
         "generic_neutral": np.mean([c.neutral for c in clips], axis=0).round(5).tolist(),
         "typical_open": float(np.median(opening)), "members": members, "seed": seed,
+        "front_end": front or front_end(),
         "delay_frames": int(delay), "corpus_amplitude_map": amp_map,
         "train_config": cfg.to_dict(), "offsets": table, "command": command, "data": data_manifest,
     }
@@ -182,6 +216,10 @@ def main(argv=None) -> int:
     ap.add_argument("--spread-weight", type=float, default=1.0)
     ap.add_argument("--width", type=int, default=tr.TrainConfig.width)
     ap.add_argument("--dilations", type=int, nargs="+", default=list(tr.TrainConfig.dilations))
+    ap.add_argument("--augment-views", type=int, default=0,
+                    help="augmented audio versions per clip (pitch, room, noise, codec) to train on")
+    ap.add_argument("--augment-p", type=float, default=0.5,
+                    help="chance a training window reads an augmented version")
     ap.add_argument("--offsets", default="search", help="'search', 'none', or a saved offsets JSON")
     ap.add_argument("--cv", choices=("none", "dev", "fresh", "all"), default="none",
                     help="cross-validate on the development folds, the fresh fold, or all folds")
@@ -198,7 +236,8 @@ def main(argv=None) -> int:
     cfg = config_from(args)
     command = "python -m lipdub.motion.train " + " ".join(sys.argv[1:] if argv is None else argv)
 
-    clips, ref, data_manifest, fold_of, folds = load_data(args.data, args.cache, args.folds_file)
+    clips, ref, data_manifest, fold_of, folds = load_data(args.data, args.cache, args.folds_file,
+                                                          args.augment_views)
     all_folds = sorted(set(fold_of.values()))
     log(f"{len(clips)} clips, {len({c.speaker for c in clips})} speakers, "
         f"{sum(c.n for c in clips) / 25 / 60:.1f} min, folds {all_folds}")
@@ -207,18 +246,26 @@ def main(argv=None) -> int:
         run, out = args.derive_offsets
         with np.load(args.cache / "runs" / run / "oof.npz") as z:
             table = of.offset_table(clips, dict(z))
-        Path(out).write_text(json.dumps(table, indent=1))
+        tmp = Path(out).with_name(Path(out).name + ".partial")
+        tmp.write_text(json.dumps(table, indent=1))
+        tmp.replace(out)
         log(f"offsets from run {run}: {sum(v['shifted'] for v in table.values())} clips shifted, "
             f"{len(of.excluded(table))} left out of training, {len(table)} of {len(clips)} clips")
         return 0
     offsets_path = args.cache / "offsets.json"
     if args.offsets == "search":
         base = tr.TrainConfig(steps=args.steps, threads=args.threads)
-        oof, shuf, _ = tr.cross_validate(clips, base, fold_of, all_folds, seed=args.seed, log=log)
+        # Trained on the development folds only: no offset (and so no training pair of any later
+        # run) carries information from the fresh fold's clips.
+        oof, shuf, _ = tr.cross_validate(clips, base, fold_of, all_folds, folds["dev_folds"],
+                                         seed=args.seed, log=log)
         table = of.offset_table(clips, oof)
         save_run(args.cache / "runs" / "pass1", oof, shuf, {},
-                 {"config": base.to_dict(), "test_folds": all_folds, "offsets": None, "members": 1})
-        offsets_path.write_text(json.dumps(table, indent=1))
+                 {"config": base.to_dict(), "test_folds": all_folds, "train_folds": folds["dev_folds"],
+                  "offsets": None, "members": 1})
+        tmp = offsets_path.with_name(offsets_path.name + ".partial")
+        tmp.write_text(json.dumps(table, indent=1))
+        tmp.replace(offsets_path)
         log(f"offsets: {sum(v['shifted'] for v in table.values())} clips shifted, "
             f"{len(of.excluded(table))} left out of training")
     elif args.offsets == "none":
@@ -242,7 +289,13 @@ def main(argv=None) -> int:
         log(f"run {args.run}: out-of-fold predictions for {len(oof)} clips saved")
 
     if args.members:
-        cal_run = args.cache / "runs" / (args.calibration_run or args.run)
+        # Delay and corpus map come from out-of-fold predictions: this run's, or pass 1's when
+        # nothing was cross-validated here.
+        default_run = args.run if args.cv != "none" or args.offsets != "search" else "pass1"
+        cal_run = args.cache / "runs" / (args.calibration_run or default_run)
+        if not (cal_run / "oof.npz").is_file():
+            raise SystemExit(f"no out-of-fold predictions in {cal_run}: run with --cv dev (or "
+                             "--offsets search), or name one with --calibration-run")
         with np.load(cal_run / "oof.npz") as z:
             cal_oof = dict(z)
         delay = int(np.round(mean_best_lag(clips, cal_oof)))

@@ -9,7 +9,9 @@ deviation of its frame-to-frame velocity must match the real mouth's (``spread_w
 uncertain model can no longer hide in a half-open average, and closures stay sharp.
 
 Sampling is balanced by speaker (one GRID speaker has 12 of the 16 minutes): each batch item draws
-a speaker uniformly, then one of its clips by length, then a window.
+a speaker uniformly, then one of its clips by length, then a window; with ``augment_p`` it reads
+one of the clip's augmented audio views (``lipdub.motion.augment``: other pitch, room, noise,
+codec) instead of the original.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class TrainConfig:
     dropout: float = 0.1
     in_dropout: float = 0.2
     threads: int = 1  # 2 threads on 2 shared cores ran 10x slower than 1 here
+    augment_p: float = 0.0  # chance a batch item reads an augmented view of its clip's audio
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,8 +74,9 @@ class Sampler:
         self.speakers = sorted(by_spk)
         self.by_spk = by_spk
         self.padded = {id(c): _pad(c.x, r) for c in clips}
+        self.views = {id(c): [_pad(v, r) for v in c.views] for c in clips}
 
-    def batch(self, size: int):
+    def batch(self, size: int, augment_p: float = 0.0):
         L, r = self.window, self.r
         P = self.by_spk[self.speakers[0]][0].target.shape[1]
         xs = np.zeros((size, L + 2 * r, self.padded[next(iter(self.padded))].shape[1]), np.float32)
@@ -83,6 +87,9 @@ class Sampler:
             lens = np.array([c.n for c in clips], np.float64)
             c = clips[self.rng.choice(len(clips), p=lens / lens.sum())]
             xp = self.padded[id(c)]
+            views = self.views[id(c)]
+            if views and self.rng.random() < augment_p:
+                xp = views[int(self.rng.integers(len(views)))]
             if c.n >= L:
                 s = int(self.rng.integers(c.n - L + 1))
                 xs[b] = xp[s:s + L + 2 * r]
@@ -141,7 +148,7 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
     sd = net.sd
     net.train()
     for step in range(cfg.steps):
-        x, y, m = sampler.batch(cfg.batch)
+        x, y, m = sampler.batch(cfg.batch, cfg.augment_p)
         # Augment in normalised units: Gaussian noise and short time masks (set to the mean).
         x = x + cfg.noise * torch.randn_like(x) * sd
         if cfg.time_mask:
@@ -246,8 +253,10 @@ def shift_clip(clip, lag: int):
     n = clip.n
     if lag > 0:
         c.x, c.vad, c.env = clip.x[:n - lag], clip.vad[:n - lag], clip.env[:n - lag]
+        c.views = [v[:n - lag] for v in clip.views]
         c.target = clip.target[lag:]
     else:
         c.x, c.vad, c.env = clip.x[-lag:], clip.vad[-lag:], clip.env[-lag:]
+        c.views = [v[-lag:] for v in clip.views]
         c.target = clip.target[:n + lag]
     return c

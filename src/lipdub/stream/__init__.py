@@ -10,11 +10,11 @@ Incremental features (the offline front end's definitions, on trailing windows):
 - log-mel: recomputed on the last ``MEL_SECONDS`` of audio, aligned to the 200-sample hop, so
   every column not touching the window edges equals the offline one;
 - voice activity: Silero's LSTM stepped once per new 512-sample chunk with its state kept;
-- Whisper tiny.en encoder: re-run at every processing step on the last ``whisper_window`` s of audio.
-  ``whisper_pad=True`` pads that window to 30 s as offline does (about 0.35 s per call on this
-  CPU: too slow for a live step); the default runs the encoder on the unpadded window, which
-  CTranslate2 accepts and which costs about 10-30 ms for the default 3 s, at the price of states that
-  differ somewhat from the offline ones (the benchmark reports the resulting mouth correlation).
+- Whisper tiny.en encoder: re-run at every processing step on the last ``whisper_window`` s of audio
+  (default 3 s, about 10-30 ms a call), unpadded and minus a silent window of its length, as the
+  offline front end does with its centred 6 s windows. The newest frames have only the look-ahead
+  to their right, so their states still differ somewhat from the offline ones (the benchmark
+  reports the resulting mouth correlation).
 
 Motion: the shipped model reads ``receptive_field`` frames each side; each step runs it on the
 new frames plus left context and whatever right context has arrived (the look-ahead), the same

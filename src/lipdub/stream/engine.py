@@ -26,7 +26,6 @@ class StreamOptions:
     lookahead: float = 0.2         # seconds of audio past a frame's instant before it is made
     step: float = 0.08             # process at most every this much new audio (seconds)
     whisper_window: float = 3.0    # seconds of trailing audio the Whisper encoder sees (see benchmark)
-    whisper_pad: bool = False      # pad that window to 30 s like offline (slow, ~0.35 s per call)
     mouth_scale: float = 1.0
     motion_smooth: float = 1.0
     threads: int | None = None     # renderer onnxruntime threads (default 1)

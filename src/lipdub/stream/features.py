@@ -101,31 +101,14 @@ class StreamFeatures:
         self.vad = VadStream()
 
     def whisper(self, audio: AudioWindow, times: np.ndarray) -> np.ndarray:
-        import ctranslate2
+        from lipdub.audio.whisper import STATE_SAMPLES, interpolate_states
 
-        from lipdub.audio.whisper import STATES_PER_WINDOW, WINDOW_SAMPLES, _silence_states, interpolate_states
-
-        enc, opt = self.encoder, self.options
         total = audio.total
-        if opt.whisper_pad or total <= WINDOW_SAMPLES and opt.whisper_window >= 30:
-            start = max(0, total - WINDOW_SAMPLES)
-        else:
-            start = max(0, total - int(opt.whisper_window * SAMPLE_RATE))
-        start -= start % 320  # whole encoder states (20 ms): positions stay on the 50 Hz grid
-        wav = audio.get(start, total)
-        if opt.whisper_pad:
-            states = enc.window_states(wav)
-        else:
-            n = max(640, len(wav) + (-len(wav)) % 320)
-            padded = np.zeros(n, np.float32)
-            padded[:len(wav)] = wav
-            mel = enc._extractor(padded, padding=0)
-            mel = mel[:, :2 * (mel.shape[1] // 2)]
-            batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
-            states = np.array(enc._model.encode(batch, to_cpu=True), dtype=np.float32)[0]
-            silence = _silence_states(str(enc.model_path), enc.compute_type, enc.threads)
-            k = min(len(states), STATES_PER_WINDOW)
-            states = states[:k] - silence[:k]
+        start = max(0, total - int(self.options.whisper_window * SAMPLE_RATE))
+        start -= start % STATE_SAMPLES  # whole encoder states: positions stay on the 50 Hz grid
+        # The offline front end's kind of window (unpadded, minus a silent window of its length),
+        # trailing instead of centred: only the look-ahead lies right of the newest frames.
+        states = self.encoder.window_states(audio.get(start, total))
         return interpolate_states(states, times - start / SAMPLE_RATE)
 
     def compute(self, audio: AudioWindow, a: int, b: int, final: bool):
