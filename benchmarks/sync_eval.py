@@ -1,6 +1,6 @@
 """Full-pipeline sync benchmark on speakers the motion model never trained on (JSON on stdout).
 
-    python benchmarks/sync_eval.py --run final [--avatars data/mimictalk_German_20s.mp4 ...]
+    python benchmarks/sync_eval.py --run v3 [--avatars data/mimictalk_German_20s.mp4 ...]
 
 For each avatar clip A (fold k of the fixed fold file) the *fold-k model* of a cross-validation
 run (trained without fold k; its output delay and corpus amplitude map measured on the other
@@ -17,7 +17,8 @@ Scores: aperture r at lag 0, the best lag within ±2 (positive: the real mouth m
 amplitude ratio (generated / real, mean and 90th percentile, during speech by voice activity)
 and lip-closure recall. The renderer is the bank's warped real mouth (``use_network=False``:
 no per-avatar U-Net training here; the U-Net corrects texture, not geometry); ``--train-minutes``
-trains it instead. With ``--dub-audio`` the ``--dub-for`` avatars are also dubbed with that file
+trains it instead; ``--no-voice-match`` keeps the avatar's own-voice map (no re-keying to the
+driving voice). With ``--dub-audio`` the ``--dub-for`` avatars are also dubbed with that file
 (e.g. ``musetalk_eng.wav``) and their mouth range reported next to the avatar's own. Skips without
 ../shared/data. Scratch under cache/bench/sync_eval (git-ignored).
 """
@@ -110,16 +111,19 @@ def export_fold_model(run_dir: Path, k: int, out: Path, data) -> Path:
         oof = dict(z)
     others = [c for c in clips if fold_of[c.speaker] != k]
     delay = int(np.round(mean_best_lag(others, oof)))
+    if "front_end" not in meta:  # runs made before the front end was recorded: unknown features
+        raise SystemExit(f"{run_dir} does not say which audio front end its nets were trained on")
     manifest = model_manifest(others, ref, cfg, [dict(r) for r in manifest_rows], {}, members=len(nets),
                               seed=0, delay=delay, amp_map=corpus_map(others, oof),
-                              command=f"fold {k} of run {run_dir.name}", extra={"held_out_fold": k})
+                              command=f"fold {k} of run {run_dir.name}", extra={"held_out_fold": k},
+                              front=meta["front_end"])
     export(nets, out, manifest)
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", default="final", help="cross-validation run with fold nets")
+    ap.add_argument("--run", default="v3", help="cross-validation run with fold nets")
     ap.add_argument("--cache", type=Path, default=ROOT / "cache" / "motion")
     ap.add_argument("--work", type=Path, default=ROOT / "cache" / "bench" / "sync_eval")
     ap.add_argument("--avatars", nargs="+", default=DEFAULT_AVATARS)
@@ -128,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--train-minutes", type=float, default=0.0, help="train the U-Net this long (0: warp only)")
     ap.add_argument("--dub-audio", type=Path, help="also dub the --dub-for avatars with this audio")
     ap.add_argument("--dub-for", nargs="*", default=["data/mimictalk_German_20s.mp4"])
+    ap.add_argument("--no-voice-match", dest="match_voice", action="store_false",
+                    help="generate with the avatar's map as fitted on its own voice (GenerateOptions.match_voice=False)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
     if not (SHARED / "data").is_dir():
@@ -161,7 +167,7 @@ def main(argv=None) -> int:
                   else lipdub.Avatar.prepare(train_mp4, folder))
         if args.train_minutes and not avatar.trained:
             avatar.train(minutes=args.train_minutes)
-        opts = dict(use_network=bool(args.train_minutes))
+        opts = dict(use_network=bool(args.train_minutes), match_voice=args.match_voice)
         entry = {"avatar": rel, "speaker": info["speaker"], "fold": k, "model": _rel(model_path),
                  "avatar_seconds": round(split, 2)}
         own = video_aperture(train_mp4)
@@ -206,7 +212,8 @@ def main(argv=None) -> int:
                "self_r0": mean(selfs, "r0"), "self_amp_mean": mean(selfs, "amp_mean"),
                "self_amp_p90": mean(selfs, "amp_p90"), "self_best_lag": mean(selfs, "best_lag"),
                "self_closure_recall": mean(selfs, "closure_recall"),
-               "renderer": "U-Net" if args.train_minutes else "warped real mouth (bank, no U-Net)"}
+               "renderer": "U-Net" if args.train_minutes else "warped real mouth (bank, no U-Net)",
+               "match_voice": args.match_voice}
     report = {"summary": summary, "avatars": results}
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))

@@ -185,3 +185,60 @@ def test_neutral_comes_from_usable_frames_for_generate_and_streaming_alike(model
     neutral = calibrate_avatar(Footage(), model).neutral
     np.testing.assert_allclose(neutral, calibrate(track[:10], model).neutral, atol=1e-6)
     assert not np.allclose(neutral, calibrate(track, model).neutral, atol=1e-3)
+
+
+def test_voice_match_gives_another_voice_the_avatars_range_and_keeps_timing(model):
+    """A map fitted on the avatar's own voice, driven by audio the model hears as less open
+    (here: its predictions scaled by 0.6), gets its quantiles re-keyed to that voice."""
+    from dataclasses import replace
+
+    from lipdub.motion.calibrate import MIN_SPEECH_FRAMES, match_voice
+
+    feats, track, _ = _fixture_avatar(model, amplitude=1.5)  # x1.5 / 0.6 stays under MAX_GAIN
+    n = len(track)
+    own = fit_avatar_map(feats, track, model)
+    cal = calibrate(track, model, amplitude=AmplitudeMap.from_dict(own))
+
+    class Quiet:  # the same model, hearing a voice whose mouth it predicts 0.6x as open
+        reference, manifest, receptive_field = model.reference, model.manifest, model.receptive_field
+
+        def predict(self, features, *a, **k):
+            pred = model.predict(features, *a, **k)
+            return replace(pred, offsets=pred.offsets * 0.6)
+
+    quiet = Quiet()
+    pred_own = model.predict(feats).offsets
+    speech = np.zeros(n, bool)
+    speech[30:-30] = True
+
+    def mapped_aperture(c, offsets):
+        lms = apply(c, offsets, np.arange(n), CalibrationOptions(motion_smooth=1.0))
+        m, _, _ = rep.to_canonical(lms, model.reference)
+        return rep.aperture((m - cal.neutral).reshape(n, -1))
+
+    target = mapped_aperture(cal, pred_own)[speech].mean()
+    plain = mapped_aperture(cal, pred_own * 0.6)[speech].mean()
+    matched_cal = match_voice(cal, feats, quiet)
+    matched = mapped_aperture(matched_cal, pred_own * 0.6)
+    assert plain < 0.75 * target                        # the steep map halves a quieter voice
+    assert abs(matched[speech].mean() / target - 1) < 0.1, (plain, matched[speech].mean(), target)
+    # Monotone re-keying: the frame order of openings (timing) is the voice's own.
+    assert np.corrcoef(matched[speech], mapped_aperture(cal, pred_own)[speech])[0, 1] > 0.97
+    assert "voice-matched" in matched_cal.amplitude.source
+    # Too little speech to know the voice: unchanged.
+    short = AudioFeatures(fps=25.0, n_frames=MIN_SPEECH_FRAMES - 1, duration=3.96,
+                          mel=feats.mel[:MIN_SPEECH_FRAMES - 1], whisper=feats.whisper[:MIN_SPEECH_FRAMES - 1],
+                          vad=feats.vad[:MIN_SPEECH_FRAMES - 1])
+    assert match_voice(cal, short, quiet) is cal
+
+
+def test_voice_match_leaves_identity_maps_alone(model):
+    """Fits that fell back to identity (no quantiles) are not re-keyed: re-keying x=(1,) would
+    turn a gain of 1 into 2."""
+    from lipdub.motion.calibrate import match_voice
+
+    feats, track, _ = _fixture_avatar(model)
+    for amp in (AmplitudeMap(), AmplitudeMap(source="avatar (too little motion: identity)"),
+                fit_amplitude_map(np.zeros(200), np.zeros(200), source="avatar")):
+        cal = calibrate(track, model, amplitude=amp)
+        assert match_voice(cal, feats, model) is cal, amp.source

@@ -52,6 +52,7 @@ class GenerateOptions:
     shapes: str = "audio"            # "audio": motion model; "template": the frames' own mouths
     mouth_scale: float = 1.0         # mouth-opening amplitude (1 = the avatar's own range)
     motion_smooth: float = 1.0       # temporal smoothing of the motion (Gaussian sigma, frames)
+    match_voice: bool = True         # re-key the amplitude map to the driving voice (calibrate.match_voice)
     chunk: int = 32                  # output frames per stage chunk
     batch_size: int = 8              # renderer batch (onnxruntime)
     threads: int | None = None       # onnxruntime threads (default 1: the encoder needs a core)
@@ -165,9 +166,15 @@ def target_chunks(template, features, n_out: int, options: GenerateOptions,
             yield idx, template.landmarks[idx]
         return
     from lipdub.motion import MotionModel, audio_to_motion, calibrate_avatar
+    from lipdub.motion.calibrate import VOICE_SECONDS, match_voice
 
     model = MotionModel.load()
-    cal = calibrate_avatar(template, model)  # the same calibration streaming uses
+    cal = calibrate_avatar(template, model)  # what streaming uses (it cannot hear ahead)
+    if options.match_voice:
+        # The voice is heard on the audio's start (whose features the first runs need anyway).
+        fps = float(getattr(features, "fps", None) or template.fps)
+        head = _features_chunk(features, 0, min(n_out, int(round(VOICE_SECONDS * fps))))
+        cal = match_voice(cal, head, model, options.motion_smooth)
     ctx = model.receptive_field + 8  # a little beyond the receptive field for the silence gate
     for s, e in _spans(n_out, motion_chunk, first):
         a, b = max(0, s - ctx), min(n_out, e + ctx)
@@ -390,6 +397,10 @@ def _load_models(avatar, options: GenerateOptions):
     """The avatar's renderer, with the (cached) motion model loaded beside it."""
     if options.shapes == "audio":
         from lipdub.motion import MotionModel
+        # What target_chunks imports before its first run: here it loads beside the features,
+        # not before the first frame. (calibrate's voice match uses audio.vad's speech mask, not
+        # motion.offsets', which would pull in torch.)
+        from lipdub.motion import calibrate  # noqa: F401
 
         MotionModel.load()
     return load_renderer(avatar, options)

@@ -23,7 +23,7 @@ def face_choice(text: str):
 
 
 #: GenerateOptions fields set from `generate` / `batch` arguments of the same name
-GENERATE_ARGS = ("template", "shapes", "mouth_scale", "motion_smooth", "fade_in", "fade_out",
+GENERATE_ARGS = ("template", "shapes", "mouth_scale", "motion_smooth", "match_voice", "fade_in", "fade_out",
                  "template_frames", "start_frame", "loop", "smooth_source", "keep_silence",
                  "max_size", "fps", "crf", "preset")
 
@@ -46,6 +46,9 @@ def add_generate_options(p: argparse.ArgumentParser) -> None:
                    help="mouth-opening amplitude, 1 = the avatar's own range (default 1)")
     p.add_argument("--motion-smooth", type=float, default=1.0, metavar="K",
                    help="temporal smoothing of the mouth motion, Gaussian sigma in frames (default 1)")
+    p.add_argument("--no-voice-match", dest="match_voice", action="store_false",
+                   help="keep the avatar's amplitude map as fitted on its own voice instead of "
+                        "re-keying it to the driving voice's range (its first 12 s)")
     p.add_argument("--fade-in", type=int, default=0, metavar="N",
                    help="frames over which the dubbed mouth blends in from the template's own "
                         "(25 = 1 s at 25 fps; default 0)")

@@ -184,21 +184,12 @@ def fit_avatar_map(features, landmarks: np.ndarray, model, smooth: float = 1.0,
     the predicted apertures (gated and smoothed as at generation) are matched to its tracked ones
     over the frames where voice activity is on (and ``usable``: frames showing the dubbed face).
     """
-    from lipdub.motion.model import silence_gate
-    from lipdub.motion.offsets import speech_mask_of
-
     lm = np.asarray(landmarks, np.float32)
     n = min(len(lm), int(features.n_frames))
-    if n < MIN_SPEECH_FRAMES or features.whisper is None or features.vad is None:
+    measured = _speech_apertures(features, model, smooth, n, usable)
+    if measured is None:
         return None
-    vad = np.asarray(features.vad, np.float32)[:n]
-    speech = speech_mask_of(vad) & (silence_gate(vad) >= 1.0)
-    if usable is not None:
-        speech &= np.asarray(usable, bool)[:n]
-    if speech.sum() < MIN_SPEECH_FRAMES:
-        return None
-    pred = model.predict(features).offsets[:n]
-    pred_ap = rep.aperture(smooth_motion(pred, smooth).reshape(n, -1))
+    pred_ap, speech = measured
     mouth, _, _ = rep.to_canonical(lm[:n], model.reference)
     real_ap = rep.aperture((mouth - rep.neutral_shape(mouth)).reshape(n, -1))
     amp = fit_amplitude_map(pred_ap[speech], real_ap[speech], source="avatar")
@@ -262,6 +253,62 @@ def write_calibration(path: Path, data: dict) -> None:
         os.replace(tmp, path)
     except OSError:
         tmp.unlink(missing_ok=True)
+
+
+#: Seconds of driving audio (from its start) whose predicted apertures describe its voice.
+VOICE_SECONDS = 12.0
+#: How far the voice match may move the map's inputs (ratio of quantiles, either way).
+MAX_VOICE_RATIO = 2.0
+
+
+def match_voice(cal: Calibration, features, model, smooth: float = 1.0) -> Calibration:
+    """``cal`` with its amplitude map re-keyed to the driving voice.
+
+    The model's apertures depend on the voice as well as on the words: a map fitted on the
+    avatar's own voice leaves the mouth half-closed for a voice the model hears as less open
+    (such maps are steep near closure). ``features``: the start of the driving audio
+    (``VOICE_SECONDS``). The map's inputs (the predicted quantiles of the voice it was fitted on)
+    are replaced by this voice's predicted quantiles at the same levels, measured the way
+    ``fit_avatar_map`` measures them, so this voice's typical opening gets the avatar's typical
+    opening; ranks, and so timing, are unchanged. Too little speech (under
+    ``MIN_SPEECH_FRAMES``) or an identity map: ``cal`` unchanged."""
+    from dataclasses import replace
+
+    amp = cal.amplitude
+    # An identity map (the default, or a fit that fell back to it) has no quantiles to re-key.
+    if len(amp.x) < 2 or "identity" in amp.source or len(amp.x) > len(QUANTILES):
+        return cal
+    measured = _speech_apertures(features, model, smooth)
+    if measured is None:
+        return cal
+    pred_ap, speech = measured
+    levels = np.asarray(QUANTILES)[-len(amp.x):]
+    own = np.asarray(amp.x)
+    voice = np.clip(np.quantile(pred_ap[speech], levels), own / MAX_VOICE_RATIO, own * MAX_VOICE_RATIO)
+    voice = np.maximum.accumulate(np.maximum(voice, 1e-4) + np.arange(len(voice)) * 1e-6)
+    return replace(cal, amplitude=AmplitudeMap(tuple(voice), amp.y, f"{amp.source}, voice-matched"))
+
+
+def _speech_apertures(features, model, smooth: float, n: int | None = None,
+                      usable: np.ndarray | None = None):
+    """(predicted aperture per frame, speech mask) for the first ``n`` frames of ``features``, as
+    generation would draw them (gated, smoothed); None with under ``MIN_SPEECH_FRAMES`` of
+    steady speech (voice activity on, the silence gate fully open, ``usable``)."""
+    from lipdub.audio.vad import speech_mask
+    from lipdub.motion.model import silence_gate
+
+    n = int(features.n_frames) if n is None else n
+    if n < MIN_SPEECH_FRAMES or features.whisper is None or features.vad is None:
+        return None
+    vad = np.asarray(features.vad, np.float32)[:n]
+    # (not motion.offsets.speech_mask_of: that module pulls in torch, which generate never needs)
+    speech = np.asarray(speech_mask(vad), bool) & (silence_gate(vad) >= 1.0)
+    if usable is not None:
+        speech &= np.asarray(usable, bool)[:n]
+    if speech.sum() < MIN_SPEECH_FRAMES:
+        return None
+    pred = model.predict(features).offsets[:n]
+    return rep.aperture(smooth_motion(pred, smooth).reshape(n, -1)), speech
 
 
 def calibrate_avatar(avatar, model, match_range: bool = True) -> Calibration:
