@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -38,6 +39,9 @@ JOB_IO = {"prepare": {"outputs": ["avatar_dir"]}, "generate": {"avatars": ["avat
 PASS_INTERVAL = 0.5
 #: A job key left without "published" this long means its publish failed half-way.
 UNPUBLISHED_GRACE = 30.0
+#: An event whose handling fails this often for another reason than the broker or the job store
+#: (a malformed event, a bug) is dropped, logged, so it cannot hold up every event behind it.
+MAX_EVENT_ATTEMPTS = 3
 
 
 class CeleryQueue:
@@ -61,6 +65,7 @@ class CeleryQueue:
         self._thread: threading.Thread | None = None
         self._lock_file = None
         self._missing_since: dict[str, float] = {}
+        self._event_failures: dict[str, int] = {}
         self.broker_ok = False
         self.broker_error: str | None = None
 
@@ -236,13 +241,34 @@ class CeleryQueue:
             entries = resp[0][1] if resp else []
             for entry_id, fields in entries:
                 if fields:  # a pending entry trimmed from the stream reads back empty
-                    self._apply(P.decode_event(fields))
+                    self._apply_entry(entry_id, fields)
                 self.redis.xack(self.stream, "owner", entry_id)
             if pending:
                 if not entries:
                     return
             elif entries or self._wake.is_set() or time.monotonic() >= deadline:
                 return
+
+    def _apply_entry(self, entry_id, fields: dict) -> None:
+        """Apply one event. A failure propagates (the event and those after it stay
+        unacknowledged and are read again) unless the same event already failed
+        ``MAX_EVENT_ATTEMPTS`` times for a reason other than the broker or the store: then it is
+        logged and dropped. Broker and store failures never drop an event (nothing else could be
+        applied either; they are retried until they pass)."""
+        try:
+            self._apply(P.decode_event(fields))
+        except (*self._errors, self._redis.exceptions.ResponseError, OSError, sqlite3.Error):
+            raise
+        except Exception as exc:
+            attempts = self._event_failures.get(entry_id, 0) + 1
+            if attempts < MAX_EVENT_ATTEMPTS:
+                self._event_failures[entry_id] = attempts
+                raise
+            self._event_failures.pop(entry_id, None)
+            log.error("scale event %s dropped after %d failed attempts: %s: %s (fields %s)",
+                      entry_id, attempts, type(exc).__name__, exc, str(fields)[:200])
+            return
+        self._event_failures.pop(entry_id, None)
 
     def _current(self, event: dict) -> bool:
         """Events of a superseded attempt are ignored (none exists after Redis lost its data)."""
