@@ -125,7 +125,9 @@ def on_demand_features(wav: np.ndarray, fps: float, vad: bool = True):
 
     n_frames = n_frames_for(wav, fps)
     pool = ThreadPoolExecutor(1, thread_name_prefix="lipdub-whisper-load")
-    encoder = pool.submit(WhisperEncoder)
+    # One thread: generate's other core belongs to the video encoder, a 6 s window takes ~30 ms
+    # on one, and a second CTranslate2 (OpenMP) thread spin-waits between windows.
+    encoder = pool.submit(WhisperEncoder, threads=1)
     pool.shutdown(wait=False)
     spec = log_mel(wav)
     activity = voice_activity(wav, fps, n_frames) if vad else None

@@ -77,12 +77,15 @@ def _features_input(features) -> np.ndarray:
 class MotionModel:
     """onnxruntime session of ``motion.onnx`` plus what its manifest says about it."""
 
-    def __init__(self, onnx_path: Path, manifest: dict, threads: int = 2):
+    def __init__(self, onnx_path: Path, manifest: dict, threads: int = 1):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+        # A small net run a few hundred frames at a time: threads that spin between runs would
+        # take CPU from the renderer and the video encoder (generate) or the drawing (streaming).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         self.manifest = manifest
         net_field = int(manifest["receptive_field"])
@@ -112,7 +115,7 @@ class MotionModel:
                 f"{trained_on}; this lipdub makes {made_here}: retrain it (python -m lipdub.motion.train)")
 
     @classmethod
-    def load(cls, path: str | Path | None = None, threads: int = 2) -> "MotionModel":
+    def load(cls, path: str | Path | None = None, threads: int = 1) -> "MotionModel":
         """The shipped model (or ``path`` to another ``.onnx`` with its ``*_manifest.json``;
         ``$LIPDUB_MOTION_MODEL`` names one for the whole process, e.g. a benchmark's fold model)."""
         path = path or os.environ.get("LIPDUB_MOTION_MODEL") or None
