@@ -23,6 +23,16 @@ _ARRAYS = ("mel", "whisper", "vad")
 FEATURES_VERSION = 2  # 2: Whisper states of 6 s unpadded windows (1: 30 s zero-padded)
 
 
+def front_end(encoder: WhisperEncoder | None = None) -> dict:
+    """The audio front end as a motion model's manifest records it: features made here can only
+    be read by a model trained on the same (``encoder``'s Whisper windows, default the library's)."""
+    from lipdub.audio import whisper
+
+    return {"features_version": FEATURES_VERSION,
+            "whisper_window_seconds": encoder.window_seconds if encoder else whisper.WINDOW_SECONDS,
+            "whisper_hop_seconds": encoder.hop_seconds if encoder else whisper.HOP_SECONDS}
+
+
 # eq=False: field-wise == on arrays is ambiguous; compare the arrays themselves when needed.
 @dataclass(frozen=True, eq=False)
 class AudioFeatures:

@@ -99,20 +99,16 @@ class MotionModel:
         self.typical_open = float(manifest["typical_open"])
         if tuple(manifest["mouth_points"]) != rep.MOUTH_POINTS:
             raise MissingDependencyError("motion model manifest lists other mouth points than this lipdub")
-        from lipdub.audio.features import FEATURES_VERSION
+        from lipdub.audio.features import front_end
 
         # A model reads the features it was trained on: older ones (no "front_end") read 30 s
         # zero-padded Whisper windows, whose states differ from today's.
-        from lipdub.audio import whisper
-
-        front = manifest.get("front_end", {})
-        trained_on = (int(front.get("features_version", 1)), front.get("whisper_window_seconds"),
-                      front.get("whisper_hop_seconds"))
-        made_here = (FEATURES_VERSION, whisper.WINDOW_SECONDS, whisper.HOP_SECONDS)
+        trained_on = manifest.get("front_end", {"features_version": 1})
+        made_here = front_end()
         if trained_on != made_here:
             raise MissingDependencyError(
-                f"motion model {onnx_path} was trained on audio features (version, window s, hop s) "
-                f"{trained_on}; this lipdub makes {made_here}: retrain it (python -m lipdub.motion.train)")
+                f"motion model {onnx_path} was trained on audio features {trained_on}; this lipdub "
+                f"makes {made_here}: retrain it (python -m lipdub.motion.train)")
 
     @classmethod
     def load(cls, path: str | Path | None = None, threads: int = 1) -> "MotionModel":

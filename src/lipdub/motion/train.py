@@ -165,14 +165,10 @@ def export(nets, path: Path, manifest: dict) -> None:
 
 
 def front_end() -> dict:
-    """The audio front end the model was trained on (inference must use the same)."""
-    from lipdub.audio import FEATURES_VERSION
-    from lipdub.audio import whisper
+    """The audio front end the nets of this process were trained on (inference must use the same)."""
+    from lipdub.audio.features import front_end as current
 
-    encoder = ds._ENCODER[0] if ds._ENCODER else None
-    return {"features_version": FEATURES_VERSION,
-            "whisper_window_seconds": encoder.window_seconds if encoder else whisper.WINDOW_SECONDS,
-            "whisper_hop_seconds": encoder.hop_seconds if encoder else whisper.HOP_SECONDS}
+    return current(ds._ENCODER[0] if ds._ENCODER else None)
 
 
 def model_manifest(clips, ref, cfg, data_manifest, table, *, members, seed, delay, amp_map,
