@@ -20,6 +20,7 @@ import numpy as np
 from lipdub.errors import MissingDependencyError
 from lipdub.render.condition import (CHIN_IDX, CONTEXT_IDX, WARP_IDX, crop, face_weight, int_box,
                                      masks, neck_points, network_input, shape_points, to_crop)
+from lipdub.render.blend import blend_u8
 from lipdub.render.colour import ring_shift, shifted
 from lipdub.render.export import ONNX_FILE, read_meta
 from lipdub.render.reference import BANK_FILE, ReferenceBank
@@ -57,10 +58,10 @@ def join_jaw(face: np.ndarray, template: np.ndarray, own_crop: np.ndarray, targe
     a = alpha if alpha.shape[0] == r else cv2.resize(alpha, (r, r), interpolation=cv2.INTER_LINEAR)
     a = a[y0:y1, x0:x1]
     ring = (a > _RING[0]) & (a < _RING[1]) & (w > 0.5)
-    # uint8 throughout (a lookup-table shift, one blend pass): float copies of the whole crop
-    # cost more than the warps.
+    # uint8 throughout (a lookup-table shift, an 8-bit-weight blend): float copies of the whole
+    # crop cost more than the warps.
     f = shifted(face, ring_shift(face, template[y0:y1, x0:x1], ring, _MAX_SHIFT))
-    return cv2.blendLinear(f, np.ascontiguousarray(neck), np.ascontiguousarray(w), 1.0 - w)
+    return blend_u8(f, neck, np.ascontiguousarray(w))
 
 
 def paste_roi(alpha: np.ndarray, side: int, margin: int = 4) -> tuple[int, int, int, int] | None:
