@@ -44,13 +44,14 @@ def _grid(size: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _grid32(size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``_grid(size)`` as float32, with its squared norms (the grid half of ``_grid_kernel``)."""
+def _grid32(size: int) -> np.ndarray:
+    """(GRID, GRID, 4) float32 [x, y, x^2 + y^2, 1] of ``_grid(size)``: the grid half of
+    ``_grid_kernel``'s squared distances as one product, |a|^2 + |b|^2 - 2ab."""
     g = _grid(size).astype(np.float32)
-    norms = (g * g).sum(1)[:, None]
-    g.flags.writeable = False
-    norms.flags.writeable = False
-    return g, norms
+    out = np.concatenate([g, (g * g).sum(1)[:, None], np.ones((len(g), 1), np.float32)], 1)
+    out = out.reshape(GRID, GRID, 4)
+    out.flags.writeable = False
+    return out
 
 
 def _kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -60,20 +61,46 @@ def _kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return d2 * np.log(d2)
 
 
-def _grid_kernel(size: int, points: np.ndarray) -> np.ndarray:
+def _grid_kernel(size: int, points: np.ndarray, block: tuple[int, int, int, int] | None = None
+                 ) -> np.ndarray:
     """``_kernel(_grid(size), points)`` in float32, |a|^2 + |b|^2 - 2ab: the dense evaluation was
     most of a warp's cost in float64 (1089 x 70 logs); the maps move by < 0.02 px, below remap's
-    1/32 px resolution. The small system keeps float64."""
-    g, norms = _grid32(size)
+    1/32 px resolution. The small system keeps float64.
+
+    ``block`` (r0, r1, c0, c1): only those grid rows and columns (row-major), the same values."""
+    g4 = _grid32(size)
+    if block is not None:
+        r0, r1, c0, c1 = block
+        g4 = g4[r0:r1, c0:c1]
     p = np.asarray(points, np.float32)
-    d2 = norms + (p * p).sum(1)[None, :] - 2.0 * (g @ p.T)
+    # [-2x, -2y, 1, |p|^2] against the grid's [x, y, |g|^2, 1]: the squared distances in one product.
+    p4 = np.concatenate([-2.0 * p, np.ones((len(p), 1), np.float32), (p * p).sum(1)[:, None]], 1)
+    d2 = g4.reshape(-1, 4) @ p4.T
     np.maximum(d2, 1e-20, out=d2)
-    return d2 * np.log(d2)
+    out = np.log(d2)
+    out *= d2
+    return out
+
+
+def _grid_block(size: int, roi: tuple[int, int, int, int] | None) -> tuple[int, int, int, int] | None:
+    """(r0, r1, c0, c1): the coarse grid rows and columns whose values the dense map's ``roi``
+    (y0, y1, x0, x1) is interpolated from (cv2.resize, bilinear: output pixel u reads grid
+    positions floor(t) and floor(t) + 1, t = (u + 0.5) * GRID / size - 0.5), with a node to spare."""
+    if roi is None:
+        return None
+    k = GRID / float(size)
+
+    def span(a: int, b: int) -> tuple[int, int]:
+        return (max(0, int(np.floor((a + 0.5) * k - 0.5)) - 1),
+                min(GRID, int(np.floor((b - 0.5) * k - 0.5)) + 3))
+
+    return span(roi[0], roi[1]) + span(roi[2], roi[3])
 
 
 def _coarse_map(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
-                src_size: int) -> np.ndarray:
-    """(GRID, GRID, 2) float32 source positions (pixels) of the coarse output grid."""
+                src_size: int, block: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """(GRID, GRID, 2) float32 source positions (pixels) of the coarse output grid; with
+    ``block`` (``_grid_block``) only inside it (0 elsewhere: never read for that window)."""
     dst = np.concatenate([np.asarray(target_pts, np.float64), _anchors(size)]) / size
     src = np.concatenate([np.asarray(source_pts, np.float64), _anchors(src_size)]) / src_size
     n = len(dst)
@@ -89,10 +116,16 @@ def _coarse_map(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
     ok, coef = cv2.solve(system, rhs, flags=cv2.DECOMP_LU)
     if not ok:
         coef = np.linalg.lstsq(system, rhs, rcond=None)[0]
-    grid, _ = _grid32(size)
+    r0, r1, c0, c1 = block if block is not None else (0, GRID, 0, GRID)
+    grid = _grid32(size)[r0:r1, c0:c1, :2].reshape(-1, 2)
     c = coef.astype(np.float32)
-    mapped = _grid_kernel(size, dst) @ c[:n] + c[n] + grid @ c[n + 1:]
-    return (mapped * np.float32(src_size)).reshape(GRID, GRID, 2)
+    mapped = _grid_kernel(size, dst, block) @ c[:n] + c[n] + grid @ c[n + 1:]
+    mapped *= np.float32(src_size)
+    if block is None:
+        return mapped.reshape(GRID, GRID, 2)
+    out = np.zeros((GRID, GRID, 2), np.float32)
+    out[r0:r1, c0:c1] = mapped.reshape(r1 - r0, c1 - c0, 2)
+    return out
 
 
 def tps_maps(target_pts: np.ndarray, source_pts: np.ndarray, size: int,
@@ -115,8 +148,8 @@ def warp(image: np.ndarray, source_pts: np.ndarray, target_pts: np.ndarray,
     size = size or image.shape[0]
     # One two-channel map straight into remap: splitting it into x and y copies cost as much
     # as the resize that made it.
-    dense = cv2.resize(_coarse_map(target_pts, source_pts, size, image.shape[0]), (size, size),
-                       interpolation=cv2.INTER_LINEAR)
+    coarse = _coarse_map(target_pts, source_pts, size, image.shape[0], _grid_block(size, roi))
+    dense = cv2.resize(coarse, (size, size), interpolation=cv2.INTER_LINEAR)
     if roi is not None:
         y0, y1, x0, x1 = roi
         dense = dense[y0:y1, x0:x1]
