@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_composite import fake_landmarks
 
-from lipdub.composite import paste
+from lipdub.composite import colour_shift, paste
 from lipdub.render.condition import (
     CHIN_IDX,
     crop,
@@ -17,6 +17,7 @@ from lipdub.render.condition import (
     neck_points,
     to_crop,
 )
+from lipdub.render.colour import shifted
 from lipdub.render.runtime import join_jaw, paste_roi
 from lipdub.render.warp import _grid, _grid_kernel, _kernel, warp
 
@@ -59,6 +60,22 @@ def test_crop_pixels_outside_the_paste_window_never_reach_the_frame(box_side, si
     assert np.array_equal(a, paste(frame, other, alpha, box, template))
     assert not np.array_equal(a, frame)
     assert paste_roi(np.zeros_like(alpha), side) is None
+
+
+@pytest.mark.parametrize("box_side,side", [(495, 320), (184, 184), (100, 100), (300, 128), (90, 128)])
+def test_colour_match_inside_the_paste_window_is_the_whole_crops(box_side, side):
+    rng = np.random.default_rng(5)
+    frame = cv2.GaussianBlur(rng.integers(0, 256, (box_side + 60, box_side + 40, 3), dtype=np.uint8),
+                             (0, 0), 2)
+    box = np.array([20, 30, 20 + box_side, 30 + box_side], np.float32)
+    _, _, alpha = _mouth(side)
+    template = crop(frame, box, side)
+    rendered = np.clip(template.astype(int) + rng.integers(-20, 30, template.shape) + [6, -4, 9],
+                       0, 255).astype(np.uint8)
+    a_r = alpha if side == 128 else cv2.resize(alpha, (side, side), interpolation=cv2.INTER_LINEAR)
+    whole = shifted(rendered, colour_shift(rendered, template, a_r))
+    assert not np.array_equal(whole, rendered)
+    assert np.array_equal(paste(frame, rendered, alpha, box, template), paste(frame, whole, alpha, box))
 
 
 @pytest.mark.parametrize("side", [184, 320])

@@ -49,22 +49,20 @@ def paste(frame: np.ndarray, rendered: np.ndarray, alpha: np.ndarray, box,
     x0, y0, x1, y1 = int_box(box)
     side = x1 - x0
     size = alpha.shape[0]
-    if template_crop is not None:  # uint8 throughout: a lookup-table shift, uint8 resizes
-        a_r = alpha if rendered.shape[0] == size else cv2.resize(
-            alpha, rendered.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-        colour = shifted(rendered, colour_shift(rendered, template_crop, a_r))
+    # Only the bounding box of the nonzero weight (plus a pixel for resampling) is worked on.
+    rows = np.flatnonzero(alpha.any(axis=1))
+    if rows.size == 0:
+        return out
+    cols = np.flatnonzero(alpha.any(axis=0))
+    if template_crop is not None:  # uint8 throughout: one saturating add, uint8 resizes
+        colour = _matched_in_window(rendered, template_crop, alpha, rows, cols, side)
     else:
         colour = rendered
-
-    # Only the bounding box of the nonzero weight (plus a pixel for resampling) is worked on.
-    ys, xs = np.nonzero(alpha)
-    if len(ys) == 0:
-        return out
     scale = side / float(size)
-    bx0 = max(0, int(np.floor(xs.min() * scale)) - 2)
-    by0 = max(0, int(np.floor(ys.min() * scale)) - 2)
-    bx1 = min(side, int(np.ceil((xs.max() + 1) * scale)) + 2)
-    by1 = min(side, int(np.ceil((ys.max() + 1) * scale)) + 2)
+    bx0 = max(0, int(np.floor(cols[0] * scale)) - 2)
+    by0 = max(0, int(np.floor(rows[0] * scale)) - 2)
+    bx1 = min(side, int(np.ceil((cols[-1] + 1) * scale)) + 2)
+    by1 = min(side, int(np.ceil((rows[-1] + 1) * scale)) + 2)
     # Resize the whole crop to the box (cheap at crop size), then cut the working window.
     interp = cv2.INTER_LINEAR if side >= size else cv2.INTER_AREA
     if colour.shape[0] != side:
@@ -87,6 +85,28 @@ def paste(frame: np.ndarray, rendered: np.ndarray, alpha: np.ndarray, box,
     # region * (1 - w) + big * w in uint8 (within a level of a float blend at a third of
     # cv2.blendLinear's cost); where w == 0 the result is the template pixel exactly.
     out[fy0:fy1, fx0:fx1] = blend_u8(big, out[fy0:fy1, fx0:fx1], np.ascontiguousarray(weight))
+    return out
+
+
+def _matched_in_window(rendered: np.ndarray, template_crop: np.ndarray, alpha: np.ndarray,
+                       rows: np.ndarray, cols: np.ndarray, side: int) -> np.ndarray:
+    """``rendered`` colour-matched as ``colour_shift`` does, measured and shifted only inside the
+    window of the crop that the paste reads: the weight's nonzero rows/cols at the crop's
+    resolution, plus the reach of the bilinear taps (weight upsampled here, crop resized to the
+    box by ``paste``). The ring lies inside it, so the shift is the whole crop's."""
+    r = rendered.shape[0]
+    k = r / float(alpha.shape[0])
+    m = int(np.ceil(k)) + int(np.ceil(r / float(side))) + 3
+    y0, y1 = max(0, int(np.floor(rows[0] * k)) - m), min(r, int(np.ceil((rows[-1] + 1) * k)) + m)
+    x0, x1 = max(0, int(np.floor(cols[0] * k)) - m), min(r, int(np.ceil((cols[-1] + 1) * k)) + m)
+    a_r = alpha if r == alpha.shape[0] else cv2.resize(alpha, (r, r), interpolation=cv2.INTER_LINEAR)
+    a_r = a_r[y0:y1, x0:x1]
+    window = rendered[y0:y1, x0:x1]
+    shift = ring_shift(window, template_crop[y0:y1, x0:x1], (a_r > RING[0]) & (a_r < RING[1]), MAX_SHIFT)
+    if shift is None:
+        return rendered
+    out = rendered.copy()
+    out[y0:y1, x0:x1] = shifted(window, shift)
     return out
 
 
