@@ -7,7 +7,8 @@ chunks of 32 template frames through ``Renderer.render_chunk`` and ``composite.p
 mouths are the motion model's for 30 s of the benchmark speech over the template walk, as
 ``generate`` makes them (``--targets other``, or without an installed motion model: other frames'
 mouths moved onto each frame); the same ones every run, so outputs can be compared across code
-versions:
+versions (the targets are stored beside the template on the first run and reused, so a new
+motion model does not change them):
 
 - ``--save FILE``: store the pasted boxes (uint8) of every frame;
 - ``--compare FILE``: the largest and mean grey-level difference from a stored run, and the share
@@ -157,8 +158,14 @@ def main(argv=None) -> int:
     renderer = Renderer.load(avatar, use_network=False)
     from lipdub.motion.model import ONNX_PATH
 
-    if args.targets == "motion" and ONNX_PATH.exists():
-        order, targets = motion_targets(avatar, args.frames)
+    stored = generate_speed.WORK / f"render_speed_targets_{args.template}.npz"
+    if args.targets == "motion" and stored.exists():  # fixed across runs (and motion models)
+        with np.load(stored) as saved:
+            order, targets = saved["order"][:args.frames], saved["targets"][:args.frames]
+    elif args.targets == "motion" and ONNX_PATH.exists():
+        order, targets = motion_targets(avatar, max(args.frames, 750))
+        np.savez(stored, order=order, targets=targets)
+        order, targets = order[:args.frames], targets[:args.frames]
     else:
         args.targets = "other"
         order = np.arange(args.frames) % avatar.n_frames
