@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from fixtures import espeak, write_video
+from lipdub.audio.whisper import FEATURE_DIM
 from lipdub.audio import (AudioFeatures, WhisperEncoder, extract_features, frame_times, load_audio,
                           log_mel, mel_windows, n_frames_for, speech_mask, voice_activity)
 from lipdub.audio import mel as mel_module
@@ -179,7 +180,7 @@ def test_mel_windows_edge_pad_and_follow_n_frames(speech):
 @pytest.mark.parametrize("fps", [25.0, 29.97])
 def test_whisper_features_shape_and_alignment(encoder, speech, fps):
     feats = encoder.frame_features(speech, fps)
-    assert feats.shape == (n_frames_for(speech, fps), 384) and feats.dtype == np.float32
+    assert feats.shape == (n_frames_for(speech, fps), FEATURE_DIM) and feats.dtype == np.float32
     assert np.all(np.isfinite(feats))
     # Delaying the audio by exactly 8 frames delays the features by 8 frames, not 7 or 9.
     lag = 8
@@ -269,7 +270,7 @@ def test_whisper_long_audio_has_no_seam(encoder, media_dir, speech):
             pieces += [clip[start:stop], gap]
     long = np.concatenate(pieces)[:70 * SR]
     feats = encoder.frame_features(long, 25)
-    assert feats.shape == (1750, 384)
+    assert feats.shape == (1750, FEATURE_DIM)
     # Every switch point between two windows (the middle of their overlap) is a possible seam:
     # compare with a window centred on one.
     starts = whisper_module.window_starts(len(long)) / SR
@@ -340,7 +341,7 @@ def test_extract_features_and_round_trip(tmp_path, speech_wav, speech, encoder):
                              progress=lambda stage, fraction: calls.append((stage, fraction)))
     n = n_frames_for(speech, 29.97)
     assert feats.n_frames == n and feats.duration == pytest.approx(len(speech) / SR)
-    assert feats.mel.shape == (n, 80, 16) and feats.whisper.shape == (n, 384) and feats.vad.shape == (n,)
+    assert feats.mel.shape == (n, 80, 16) and feats.whisper.shape == (n, FEATURE_DIM) and feats.vad.shape == (n,)
     assert calls and calls[-1] == ("whisper", 1.0)
     loaded = AudioFeatures.load(feats.save(tmp_path / "features.npz"))
     assert loaded.fps == 29.97 and loaded.n_frames == n and loaded.duration == feats.duration

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fixtures import astronaut, talking_frames, write_video
+from lipdub.audio.whisper import FEATURE_DIM
 from lipdub.avatar import Avatar, PrepareOptions, prepare
 from lipdub.errors import InputError, NoFaceError, OutputError
 from lipdub.face import MOUTH_CORNERS, N_LANDMARKS
@@ -91,7 +92,7 @@ def test_audio_and_features_are_stored(talking_avatar):
     assert features.mel.shape[0] == 50
 
 
-def test_features_of_an_older_front_end_are_recomputed(talking_avatar, tmp_path):
+def test_features_of_an_older_front_end_are_recomputed(talking_avatar, tmp_path, capsys):
     import shutil
 
     from lipdub.audio import FEATURES_VERSION, AudioFeatures
@@ -105,13 +106,15 @@ def test_features_of_an_older_front_end_are_recomputed(talking_avatar, tmp_path)
     np.savez(folder / "features.npz", **arrays)
     with pytest.raises(InputError, match="extract them again"):
         AudioFeatures.load(folder / "features.npz")
+    capsys.readouterr()
     refreshed = Avatar.load(folder).features()
+    assert "older lipdub" in capsys.readouterr().err  # the user is told why the wait
     assert np.abs(refreshed.whisper).max() > 0
     # The same as prepare made (from the stored 16-bit audio instead of the decoded floats).
     ours, made = refreshed.whisper, talking_avatar.features().whisper
     cosine = (ours * made).sum(1) / np.linalg.norm(ours, axis=1) / np.linalg.norm(made, axis=1)
     assert cosine.min() > 0.98, cosine.min()
-    assert AudioFeatures.load(folder / "features.npz").whisper.shape == (50, 384)  # rewritten
+    assert AudioFeatures.load(folder / "features.npz").whisper.shape == (50, FEATURE_DIM)  # rewritten
 
 
 def test_progress_reaches_the_end(talking_avatar):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from lipdub.audio import AudioFeatures
+from lipdub.audio.whisper import FEATURE_DIM
 from lipdub.motion import (AmplitudeMap, CalibrationOptions, MotionModel, apply, avatar_amplitude_map,
                            calibrate, fit_amplitude_map, fit_avatar_map)
 from lipdub.motion import evaluation as ev
@@ -75,7 +76,7 @@ def _fixture_avatar(model, n=300, amplitude=2.5, seed=1):
     vad[:20] = vad[-20:] = 0
     feats = AudioFeatures(fps=25.0, n_frames=n, duration=n / 25.0,
                           mel=rng.uniform(-4, 0, (n, 80, 16)).astype(np.float32),
-                          whisper=rng.normal(0, 1, (n, 384)).astype(np.float32), vad=vad)
+                          whisper=rng.normal(0, 1, (n, FEATURE_DIM)).astype(np.float32), vad=vad)
     off = model.predict(feats).offsets
     track = face_track(model, n, angle=0.05)
     cal = calibrate(track, model, match_range=False)
@@ -127,7 +128,7 @@ def test_photo_and_silent_avatars_use_the_corpus_map(model, tmp_path):
     corpus = AmplitudeMap.from_dict(model.manifest.get("corpus_amplitude_map"))
     assert avatar_amplitude_map(Photo(), model) == corpus
     feats = AudioFeatures(fps=25.0, n_frames=200, duration=8.0, mel=np.zeros((200, 80, 16), np.float32),
-                          whisper=np.zeros((200, 384), np.float32), vad=np.zeros(200, np.float32))
+                          whisper=np.zeros((200, FEATURE_DIM), np.float32), vad=np.zeros(200, np.float32))
     assert fit_avatar_map(feats, face_track(model, 200), model) is None
 
 

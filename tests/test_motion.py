@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from lipdub.audio import AudioFeatures, extract_features, load_audio
+from lipdub.audio.whisper import FEATURE_DIM
 from lipdub.motion import (CalibrationOptions, MotionModel, apply, audio_to_motion, calibrate,
                            silence_gate)
 from lipdub.motion import representation as rep
@@ -31,7 +32,7 @@ def fake_features(n: int, vad: float | np.ndarray = 1.0, seed: int = 0) -> Audio
     v = np.broadcast_to(np.asarray(vad, np.float32), (n,)).copy()
     return AudioFeatures(fps=25.0, n_frames=n, duration=n / 25.0,
                          mel=rng.uniform(-4, 0, (n, 80, 16)).astype(np.float32),
-                         whisper=rng.normal(0, 1, (n, 384)).astype(np.float32), vad=v)
+                         whisper=rng.normal(0, 1, (n, FEATURE_DIM)).astype(np.float32), vad=v)
 
 
 def face_track(model: MotionModel, n: int, angle=0.0, scale=1.0, shift=(0.0, 0.0)) -> np.ndarray:

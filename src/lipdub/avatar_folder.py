@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import zipfile
@@ -311,6 +312,8 @@ class Avatar:
         if version is not None and version != FEATURES_VERSION and audio.is_file():
             # Made by an older audio front end: recompute from the stored audio, so the motion
             # model (trained on the current front end) never reads features of another kind.
+            print(f"lipdub: {self.path.name}: its audio features come from an older lipdub; "
+                  "computing them again (once)", file=sys.stderr, flush=True)
             features = extract_features(audio, self.fps, len(self))
             try:
                 features.save(path)

@@ -20,7 +20,9 @@ from lipdub.progress import ProgressFn
 _ARRAYS = ("mel", "whisper", "vad")
 #: Bump whenever a feature's definition changes (timing, scaling, model), so files and caches
 #: made by an older front end are recomputed instead of silently mixed with new ones.
-FEATURES_VERSION = 2  # 2: Whisper states of 6 s unpadded windows (1: 30 s zero-padded)
+# 3: states of four encoder layers side by side (2: the last layer of 6 s unpadded windows;
+# 1: 30 s zero-padded windows)
+FEATURES_VERSION = 3
 
 
 def front_end(encoder: WhisperEncoder | None = None) -> dict:
@@ -30,7 +32,8 @@ def front_end(encoder: WhisperEncoder | None = None) -> dict:
 
     return {"features_version": FEATURES_VERSION,
             "whisper_window_seconds": encoder.window_seconds if encoder else whisper.WINDOW_SECONDS,
-            "whisper_hop_seconds": encoder.hop_seconds if encoder else whisper.HOP_SECONDS}
+            "whisper_hop_seconds": encoder.hop_seconds if encoder else whisper.HOP_SECONDS,
+            "whisper_layers": list(whisper.LAYERS)}
 
 
 # eq=False: field-wise == on arrays is ambiguous; compare the arrays themselves when needed.
@@ -38,7 +41,7 @@ def front_end(encoder: WhisperEncoder | None = None) -> dict:
 class AudioFeatures:
     """Features of frame ``i`` are centred on ``t_i = i / fps``; any of them may be absent (None).
 
-    ``mel``: (N, 80, 16) Wav2Lip mel windows; ``whisper``: (N, 384) encoder states;
+    ``mel``: (N, 80, 16) Wav2Lip mel windows; ``whisper``: (N, FEATURE_DIM) encoder states;
     ``vad``: (N,) speech probability; ``duration``: seconds of audio they came from.
     """
 

