@@ -169,7 +169,6 @@ def main(argv=None) -> int:
         args.targets = "other"
         order = np.arange(args.frames) % avatar.n_frames
         targets = target_mouths(avatar.landmarks)[order]
-    n = len(order)
     used = sorted(set(order.tolist()))
     frames = dict(zip(used, avatar.iter_frames(used)))
 

@@ -9,8 +9,8 @@ images is below 0.1 ms a frame."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from typing import Iterator
 
 
 @contextmanager
