@@ -1,7 +1,8 @@
-"""compute_threads: one OpenCV (and, with threadpoolctl, one BLAS) thread inside, restored after."""
+"""compute_threads: one OpenCV and one BLAS thread inside, restored after."""
 
 import cv2
 import pytest
+import threadpoolctl
 
 from lipdub.compute_threads import single_compute_threads
 
@@ -19,8 +20,7 @@ def test_single_compute_threads_limits_and_restores():
         cv2.setNumThreads(cv2.getNumberOfCPUs())
 
 
-def test_blas_is_limited_inside_when_threadpoolctl_is_there():
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+def test_blas_is_limited_inside():
     with single_compute_threads():
         blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
         assert blas and all(i["num_threads"] == 1 for i in blas)

@@ -10,20 +10,16 @@ images is below 0.1 ms a frame."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 
 @contextmanager
 def single_compute_threads() -> Iterator[None]:
-    """BLAS (threadpoolctl; left alone without it) and OpenCV on one thread inside the block."""
+    """BLAS (through threadpoolctl) and OpenCV on one thread inside the block."""
     import cv2
+    from threadpoolctl import threadpool_limits
 
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: without it BLAS keeps its own thread count
-        blas = nullcontext()
-    else:
-        blas = threadpool_limits(limits=1, user_api="blas")
+    blas = threadpool_limits(limits=1, user_api="blas")
     before = cv2.getNumThreads()
     cv2.setNumThreads(1)
     try:
