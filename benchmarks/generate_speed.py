@@ -25,7 +25,10 @@ Each pass also reports its CPU seconds: ``python_cpu_s`` (decode, render, featur
 ``ffmpeg_cpu_s`` (the encoder). ``--src DIR`` runs the passes against another ``src`` folder (an
 older commit exported with ``git archive``): a before/after under the same load.
 
-    python benchmarks/generate_speed.py [--templates 720p,closeup720,portrait] [--long 600] [--pin] [--repeat 3] [--src DIR]
+``--record KEY`` also writes the report to ``benchmarks/results/generate_speed.json`` as
+``latest.KEY`` (the figure it replaces is kept under ``before``).
+
+    python benchmarks/generate_speed.py [--templates 720p,closeup720,portrait] [--long 600] [--pin] [--repeat 3] [--src DIR] [--record KEY]
 """
 
 from __future__ import annotations
@@ -231,6 +234,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=1, help="rounds of generate + encode-only (median ratio)")
     ap.add_argument("--src", default=None,
                     help="a lipdub src folder to run the passes against (e.g. an exported older commit)")
+    ap.add_argument("--record", default=None, metavar="KEY",
+                    help="also store the report in benchmarks/results/generate_speed.json under "
+                         "latest.KEY (the figure it replaces moves to before.KEY_<its date>)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--audio", default=None, help=argparse.SUPPRESS)
@@ -295,9 +301,29 @@ def main(argv=None) -> int:
         if a and b:
             first["rss_growth"] = round(b / a - 1, 3)
     report["load_average_after"] = list(np.round(os.getloadavg(), 2))
+    report["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    if args.record:
+        record(report, args.record,
+               " ".join(["python", "benchmarks/generate_speed.py"] + list(argv or sys.argv[1:])))
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0
+
+
+RESULTS = ROOT / "benchmarks" / "results" / "generate_speed.json"
+
+
+def record(report: dict, key: str, command: str, path: Path = RESULTS) -> None:
+    """``report`` into the results file as ``latest[key]``; what was there moves to ``before``."""
+    results = json.loads(path.read_text()) if path.exists() else {}
+    latest, before = results.setdefault("latest", {}), results.setdefault("before", {})
+    if key in latest:
+        old = latest[key]
+        stamp = old.get("measured_at", "undated") if isinstance(old, dict) else "undated"
+        stamp = stamp.replace(" ", "_").replace(":", "h")
+        before[f"{key}_{stamp}"] = old
+    latest[key] = {"command": command, **report}
+    path.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

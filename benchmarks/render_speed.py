@@ -18,10 +18,10 @@ Stages are timed inclusively by wrapping the functions ``render.runtime`` calls 
 template, ``masks``, the mouth ``warp``, ``join_jaw`` with its jaw warp and colour match) and
 ``paste``; ``render_chunk_ms`` and ``paste_ms`` are the totals, ``render_paste_ms`` the sum.
 ``render_paste_cpu_ms``: the process's CPU time a frame over the same pass (worker threads
-included). Best of ``--repeat`` passes per stage (the machine is shared; the minimum is the least
+included: with ``--free-threads``, OpenCV's and OpenBLAS's idle workers spinning show there). Best of ``--repeat`` passes per stage (the machine is shared; the minimum is the least
 disturbed).
 
-    python benchmarks/render_speed.py [--template closeup720] [--frames 256] [--repeat 3] [--cv-threads N]
+    python benchmarks/render_speed.py [--template closeup720] [--frames 256] [--repeat 3] [--free-threads]
                                       [--save F.npz | --compare F.npz]
 """
 
@@ -133,8 +133,9 @@ def main(argv=None) -> int:
     ap.add_argument("--targets", default="motion", choices=["motion", "other"],
                     help="target mouths: the motion model's, or other frames' mouths")
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--cv-threads", type=int, default=None,
-                    help="cv2.setNumThreads (default: OpenCV's own, as generate runs it)")
+    ap.add_argument("--free-threads", action="store_true",
+                    help="leave OpenCV and BLAS at their own thread counts (default: one each, as "
+                         "generate runs them: lipdub.compute_threads)")
     ap.add_argument("--save", default=None, help="store the pasted boxes here (.npz)")
     ap.add_argument("--compare", default=None, help="compare the pasted boxes with a stored run")
     args = ap.parse_args(argv)
@@ -151,8 +152,6 @@ def main(argv=None) -> int:
     from lipdub.render.reference import ReferenceBank
     from lipdub.render.runtime import Renderer
 
-    if args.cv_threads is not None:
-        cv2.setNumThreads(args.cv_threads)
     folder = generate_speed.build_template(args.template)
     avatar = Avatar.load(folder)
     renderer = Renderer.load(avatar, use_network=False)
@@ -170,10 +169,21 @@ def main(argv=None) -> int:
         args.targets = "other"
         order = np.arange(args.frames) % avatar.n_frames
         targets = target_mouths(avatar.landmarks)[order]
-    n = len(order)
     used = sorted(set(order.tolist()))
     frames = dict(zip(used, avatar.iter_frames(used)))
 
+    from contextlib import nullcontext
+
+    from lipdub.compute_threads import single_compute_threads
+
+    with nullcontext() if args.free_threads else single_compute_threads():
+        report = measure(renderer, avatar, frames, order, targets, args, ReferenceBank, runtime, cv2)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def measure(renderer, avatar, frames, order, targets, args, ReferenceBank, runtime, cv2) -> dict:
+    n = len(order)
     kept: list = []
     one_pass(renderer, avatar, frames, order, targets, kept)  # warm-up, and the outputs
     best = defaultdict(lambda: float("inf"))
@@ -208,6 +218,7 @@ def main(argv=None) -> int:
     report["render_paste_ms"] = round(report["render_chunk_ms"] + report["paste_ms"], 3)
     report["render_paste_cpu_ms"] = round(best["cpu"], 3)
     report["cv_threads"] = cv2.getNumThreads()
+    report["free_threads"] = bool(args.free_threads)
     if args.save:
         np.savez_compressed(args.save, *kept)
     if args.compare:
@@ -216,8 +227,7 @@ def main(argv=None) -> int:
         allv = np.concatenate([d.ravel() for d in diffs])
         report["compare"] = {"max_grey_levels": int(allv.max()), "mean_grey_levels": round(float(allv.mean()), 4),
                              "share_above_2": round(float((allv > 2).mean()), 6)}
-    print(json.dumps(report, indent=1))
-    return 0
+    return report
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 from test_composite import fake_landmarks
 
 from lipdub.composite import colour_shift, paste
+from lipdub.render.colour import shifted
 from lipdub.render.condition import (
     CHIN_IDX,
     crop,
@@ -17,7 +18,6 @@ from lipdub.render.condition import (
     neck_points,
     to_crop,
 )
-from lipdub.render.colour import shifted
 from lipdub.render.runtime import join_jaw, paste_roi
 from lipdub.render.warp import _grid, _grid_kernel, _kernel, warp
 

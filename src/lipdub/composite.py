@@ -46,7 +46,7 @@ def paste(frame: np.ndarray, rendered: np.ndarray, alpha: np.ndarray, box,
     Returns the frame (a copy unless ``inplace``); pixels with zero weight keep their exact value.
     """
     out = frame if inplace else frame.copy()
-    x0, y0, x1, y1 = int_box(box)
+    x0, y0, x1, _ = int_box(box)
     side = x1 - x0
     size = alpha.shape[0]
     # Only the bounding box of the nonzero weight (plus a pixel for resampling) is worked on.

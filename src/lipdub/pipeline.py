@@ -421,6 +421,7 @@ def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOp
     audio, length within a frame of the audio's) before it is renamed into place.
     """
     from lipdub.audio import SAMPLE_RATE, load_audio
+    from lipdub.compute_threads import single_compute_threads
     from lipdub.video import EncodeOptions, VideoWriter
 
     wav = load_audio(audio_path)  # first: bad audio fails before an avatar is prepared or trained
@@ -438,7 +439,10 @@ def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOp
     enc = EncodeOptions(fps=fps, crf=options.crf, preset=options.preset)
     # The encoder starts first: ffmpeg's start-up and the audio probe run while the models load
     # (and an unwritable output fails before any of that work).
-    with VideoWriter(out_path, width, height, enc, audio=audio_path, expected_seconds=seconds) as writer:
+    # One BLAS and one OpenCV thread (compute_threads): their idle workers spinning took the
+    # encoder's CPU.
+    with single_compute_threads(), \
+            VideoWriter(out_path, width, height, enc, audio=audio_path, expected_seconds=seconds) as writer:
         # The renderer and motion model load in a thread while the features are computed
         # (ONNX Runtime / CTranslate2 / NumPy I/O release the GIL): the first frame comes sooner.
         with ThreadPoolExecutor(1, thread_name_prefix="lipdub-load") as loader:
