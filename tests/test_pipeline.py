@@ -24,16 +24,6 @@ class _FakeAvatar:
             yield np.full((self.height, self.width, 3), i, np.uint8)
 
 
-def test_a_walk_at_half_the_template_rate_is_one_sequence():
-    from lipdub.pipeline import _sequences
-
-    idx = np.array([0, 2, 4, 6, 8])  # a 25 fps template walked at 12.5 fps
-    runs = _sequences(idx, np.arange(5), None, None, walk_step=2.0)
-    assert runs == [[None, 0, 1, 2, 3, 4]]  # one reset at the start, then continuous
-    # at the template's own rate a gap of 2 is a skipped stretch: the renderer restarts there
-    assert [r[0] for r in _sequences(np.array([0, 1, 3, 4]), np.arange(4), None, None)] == [None, None]
-
-
 def test_template_frames_follow_the_walk():
     order = template_order(23, 5)
     got = [int(f[0, 0, 0]) for f in template_frames(_FakeAvatar(), order)]
@@ -156,15 +146,6 @@ def test_mouth_bank_from_an_older_point_set_is_rebuilt(tiny_avatar, tmp_path):
     assert renderer.bank.points.shape[1] == len(WARP_IDX)
     assert ReferenceBank.load(folder).points.shape[1] == len(WARP_IDX)
 
-
-
-def test_spans_cover_once_with_a_short_first_run():
-    from lipdub.pipeline import _spans
-
-    assert _spans(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    assert _spans(10, 4, first=1) == [(0, 1), (1, 5), (5, 9), (9, 10)]
-    assert _spans(3, 4, first=5) == [(0, 3)]
-    assert _spans(0, 4, first=2) == []
 
 
 def test_render_batch_sizes_do_not_change_the_frames(tiny_avatar, speech_wav):

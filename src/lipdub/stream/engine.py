@@ -126,7 +126,8 @@ class Streamer:
 
     def __init__(self, avatar, options: StreamOptions = StreamOptions()):
         from lipdub.motion import MotionModel, calibrate_avatar
-        from lipdub.pipeline import GenerateOptions, _load_avatar, load_renderer
+        from lipdub.mouth_drawing import load_renderer
+        from lipdub.pipeline import GenerateOptions, _load_avatar
 
         self.options = options
         self.avatar = avatar = _load_avatar(avatar)
@@ -265,7 +266,7 @@ class Streamer:
 
     def _draw(self, targets: _Targets | None) -> list[StreamFrame]:
         """Stage two: draw (or, when too late, repeat) the mouths of ``targets``' frames."""
-        from lipdub.pipeline import draw_mouths
+        from lipdub.mouth_drawing import draw_mouths
 
         if targets is None:
             return []
