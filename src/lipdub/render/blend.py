@@ -14,7 +14,8 @@ import numpy as np
 
 
 def weight_u8(weight: np.ndarray) -> np.ndarray:
-    """float weights 0..1 -> uint8 0..255, rounded (below half a level: 0)."""
+    """float weights 0..1 -> uint8 0..255, rounded (below half a level: 0). Weights must not be
+    negative: ``convertScaleAbs`` takes absolute values (-0.5 would come out as 128)."""
     return cv2.convertScaleAbs(weight, alpha=255.0)
 
 

@@ -58,7 +58,7 @@ def join_jaw(face: np.ndarray, template: np.ndarray, own_crop: np.ndarray, targe
     a = alpha if alpha.shape[0] == r else cv2.resize(alpha, (r, r), interpolation=cv2.INTER_LINEAR)
     a = a[y0:y1, x0:x1]
     ring = (a > _RING[0]) & (a < _RING[1]) & (w > 0.5)
-    # uint8 throughout (a lookup-table shift, an 8-bit-weight blend): float copies of the whole
+    # uint8 throughout (a saturating-add shift, an 8-bit-weight blend): float copies of the whole
     # crop cost more than the warps.
     f = shifted(face, ring_shift(face, template[y0:y1, x0:x1], ring, _MAX_SHIFT))
     return blend_u8(f, neck, np.ascontiguousarray(w))
