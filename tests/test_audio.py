@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from fixtures import espeak, write_video
-from lipdub.audio.whisper import FEATURE_DIM
 from lipdub.audio import (AudioFeatures, WhisperEncoder, extract_features, frame_times, load_audio,
                           log_mel, mel_windows, n_frames_for, speech_mask, voice_activity)
+from lipdub.audio.whisper import FEATURE_DIM
 from lipdub.audio import mel as mel_module
 from lipdub.audio import vad as vad_module
 from lipdub.audio import whisper as whisper_module

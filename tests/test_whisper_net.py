@@ -48,3 +48,38 @@ def test_only_the_prefix_is_read_and_damage_is_refused(tmp_path):
     cut.write_bytes((MODEL / "model.bin").read_bytes()[:100_000])
     with pytest.raises(InputError, match="not a readable CTranslate2"):
         read_ctranslate2_variables(cut)
+
+
+def _write_ct2(path, variables: dict, aliases: dict = (), version: int = 6):
+    """A model.bin in CTranslate2's layout (what its converter writes)."""
+    import struct
+
+    ids = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.float16): 4}
+
+    def string(text):
+        return struct.pack("<H", len(text) + 1) + text.encode() + b"\0"
+
+    out = struct.pack("<I", version) + string("WhisperSpec") + struct.pack("<I", 3)
+    out += struct.pack("<I", len(variables))
+    for name, value in variables.items():
+        value = np.ascontiguousarray(value)
+        out += string(name) + struct.pack("<B", value.ndim) + struct.pack(f"<{value.ndim}I", *value.shape)
+        out += struct.pack("<B", ids[value.dtype]) + struct.pack("<I", value.nbytes) + value.tobytes()
+    out += struct.pack("<I", len(dict(aliases)))
+    for alias, target in dict(aliases).items():
+        out += string(alias) + string(target)
+    path.write_bytes(out)
+    return path
+
+
+def test_aliases_resolve_and_quantized_or_newer_files_are_refused(tmp_path):
+    shared = np.arange(6, dtype=np.float16).reshape(2, 3)
+    path = _write_ct2(tmp_path / "a.bin", {"decoder/x": shared, "encoder/y": np.ones(3, np.float32)},
+                      {"encoder/x": "decoder/x"})
+    got = read_ctranslate2_variables(path)
+    assert set(got) == {"x", "y"} and np.array_equal(got["x"], shared)
+    quantized = {"encoder/w": np.ones((2, 3), np.int8), "encoder/w_scale": np.ones(2, np.float32)}
+    with pytest.raises(InputError, match="quantized"):
+        read_ctranslate2_variables(_write_ct2(tmp_path / "q.bin", quantized))
+    with pytest.raises(InputError, match="layout 7"):
+        read_ctranslate2_variables(_write_ct2(tmp_path / "v.bin", {"encoder/y": np.ones(3, np.float32)}, version=7))

@@ -35,6 +35,8 @@ def main(argv=None) -> int:
     from lipdub.motion import train
 
     if args.layers:  # read at call time; the model's input width follows
+        if len(set(args.layers)) != len(args.layers) or not all(0 <= i <= 4 for i in args.layers):
+            ap.error("--layers: distinct indices in 0..4 (0-3 after blocks 1-4, 4 the output)")
         whisper.LAYERS = tuple(args.layers)
         whisper.FEATURE_DIM = features.FEATURE_DIM = whisper.STATE_DIM * len(args.layers)
         rep.INPUT_DIM += whisper.FEATURE_DIM - rep.WHISPER_DIM

@@ -313,7 +313,7 @@ class Avatar:
             # Made by an older audio front end: recompute from the stored audio, so the motion
             # model (trained on the current front end) never reads features of another kind.
             print(f"lipdub: {self.path.name}: its audio features come from an older lipdub; "
-                  "computing them again (once)", file=sys.stderr, flush=True)
+                  "computing them again", file=sys.stderr, flush=True)
             features = extract_features(audio, self.fps, len(self))
             try:
                 features.save(path)

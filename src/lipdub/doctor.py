@@ -69,7 +69,7 @@ def _check_whisper() -> Check:
 
     states = WhisperEncoder().frame_features(np.zeros(16000, dtype=np.float32), 25.0, 25)
     return Check("whisper", True, f"faster-whisper {_version('faster-whisper')}, "
-                                  f"tiny.en encoder loads ({states.shape[1]}-d states)")
+                                  f"tiny.en encoder loads ({states.shape[1]}-d features)")
 
 
 def _check_vad() -> Check:

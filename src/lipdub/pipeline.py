@@ -319,7 +319,7 @@ def generate(avatar, audio_path, out_path, options: GenerateOptions = GenerateOp
     with single_compute_threads(), \
             VideoWriter(out_path, width, height, enc, audio=audio_path, expected_seconds=seconds) as writer:
         # The renderer and motion model load in a thread while the features are computed
-        # (ONNX Runtime / CTranslate2 / NumPy I/O release the GIL): the first frame comes sooner.
+        # (ONNX Runtime and NumPy release the GIL): the first frame comes sooner.
         with ThreadPoolExecutor(1, thread_name_prefix="lipdub-load") as loader:
             loading = loader.submit(_load_models, avatar, options)
             features = _features(wav, fps, options, progress)

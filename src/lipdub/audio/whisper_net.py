@@ -26,13 +26,20 @@ from lipdub.errors import InputError
 # Type ids of CTranslate2's DataType enum, in order (bfloat16 has no NumPy type: never in encoders
 # converted for CPU; refused if met).
 _DTYPES = (np.float32, np.int8, np.int16, np.int32, np.float16)
+#: The file layout read here (CTranslate2's ``CURRENT_BINARY_VERSION`` when it was written).
+_BINARY_VERSION = 6
 _SQRT_2_OVER_PI = np.float32(np.sqrt(2.0 / np.pi))
 
 
 def read_ctranslate2_variables(path: str | Path, prefix: str = "encoder/") -> dict[str, np.ndarray]:
-    """The variables of a CTranslate2 ``model.bin`` whose names start with ``prefix`` (without it)."""
+    """The variables of a CTranslate2 ``model.bin`` whose names start with ``prefix`` (without it).
+
+    The converter stores a variable that duplicates another once, as an alias: aliases into
+    ``prefix`` are resolved. Quantized weights (integer matrices with ``weight_scale``s) are
+    refused: this reader would need the scales, and the motion model was trained on the float
+    weights' states."""
     path = Path(path)
-    out: dict[str, np.ndarray] = {}
+    where: dict[str, tuple[int, tuple, int, int]] = {}
     try:
         with open(path, "rb") as f:
             def unpack(fmt: str):
@@ -42,7 +49,10 @@ def read_ctranslate2_variables(path: str | Path, prefix: str = "encoder/") -> di
                 (n,) = unpack("<H")
                 return f.read(n)[:-1].decode("utf-8")
 
-            unpack("<I")  # binary version
+            (version,) = unpack("<I")
+            if version != _BINARY_VERSION:
+                raise InputError(f"{path} is a CTranslate2 file of layout {version}; lipdub reads "
+                                 f"{_BINARY_VERSION}")
             string()  # model name
             unpack("<I")  # revision
             (count,) = unpack("<I")
@@ -52,13 +62,24 @@ def read_ctranslate2_variables(path: str | Path, prefix: str = "encoder/") -> di
                 shape = unpack(f"<{ndim}I")
                 (type_id,) = unpack("<B")
                 (n_bytes,) = unpack("<I")
-                if not name.startswith(prefix):
-                    f.seek(n_bytes, 1)
-                    continue
+                where[name] = (f.tell(), shape, type_id, n_bytes)
+                f.seek(n_bytes, 1)
+            (n_aliases,) = unpack("<I")
+            aliases = dict((string(), string()) for _ in range(n_aliases))
+            wanted = {name: name for name in where if name.startswith(prefix)}
+            wanted.update({alias: target for alias, target in aliases.items()
+                           if alias.startswith(prefix) and target in where})
+            out: dict[str, np.ndarray] = {}
+            for name, source in wanted.items():
+                offset, shape, type_id, n_bytes = where[source]
                 if type_id >= len(_DTYPES):
-                    raise InputError(f"{path}: variable {name} has a type lipdub cannot read ({type_id})")
+                    raise InputError(f"{path}: variable {source} has a type lipdub cannot read ({type_id})")
+                if name.endswith("weight_scale") or (len(shape) > 1 and type_id in (1, 2, 3)):
+                    raise InputError(f"{path} holds quantized weights ({source}); lipdub reads "
+                                     "float16/float32 Whisper conversions only")
+                f.seek(offset)
                 out[name[len(prefix):]] = np.frombuffer(f.read(n_bytes), _DTYPES[type_id]).reshape(shape)
-    except (OSError, struct.error, ValueError) as exc:
+    except (OSError, struct.error, ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"{path} is not a readable CTranslate2 model file: {exc}") from exc
     return out
 
@@ -88,6 +109,12 @@ class WhisperEncoderNet:
     encoder's output (what CTranslate2's ``encode`` returns)."""
 
     def __init__(self, weights: dict[str, np.ndarray]):
+        try:
+            self._build(weights)
+        except KeyError as exc:
+            raise InputError(f"the CTranslate2 file lacks the Whisper encoder variable {exc}") from exc
+
+    def _build(self, weights: dict[str, np.ndarray]) -> None:
         w = {name: np.asarray(value, dtype=np.float32) for name, value in weights.items()
              if name != "num_heads"}
         self.heads = int(weights["num_heads"])

@@ -116,7 +116,7 @@ class Streamer:
 
     With ``options.pipelined`` (default) two threads do the work, joined by bounded queues, so a
     live stream uses both cores: one computes features and motion, the other draws and pastes
-    mouths (OpenCV, JPEG decoding, ONNX Runtime and CTranslate2 all release the GIL). ``feed``
+    mouths (OpenCV, JPEG decoding, ONNX Runtime and NumPy's BLAS all release the GIL). ``feed``
     only stores the audio and asks for frames. Input arriving faster than the engine runs (a
     file fed at once) is held back: ``feed`` blocks while stage one is ``BACKLOG_SECONDS`` behind.
     With ``options.max_latency`` (live use) a frame whose audio arrived longer ago than that by
