@@ -380,8 +380,14 @@ class Streamer:
         if self._threads and all(t.is_alive() for t in self._threads):
             return
         self._join()
-        self._threads = [threading.Thread(target=self._plan_loop, name="lipdub-stream-plan", daemon=True),
-                         threading.Thread(target=self._draw_loop, name="lipdub-stream-draw", daemon=True)]
+        # Both loops run inside the shared one-thread BLAS/OpenCV limit (lipdub.compute_threads),
+        # held while either runs: spinning library workers would take the other loop's core,
+        # and the Whisper pass then nests in it instead of switching the limit on every step
+        # while the draw loop is inside OpenCV or BLAS.
+        self._threads = [threading.Thread(target=_with_one_compute_thread(self._plan_loop),
+                                          name="lipdub-stream-plan", daemon=True),
+                         threading.Thread(target=_with_one_compute_thread(self._draw_loop),
+                                          name="lipdub-stream-draw", daemon=True)]
         for t in self._threads:
             t.start()
 
@@ -468,6 +474,15 @@ class Streamer:
     def close(self) -> None:
         """Stop the worker threads without making the remaining frames."""
         self._join()
+
+
+def _with_one_compute_thread(loop):
+    def run():
+        from lipdub.compute_threads import single_compute_threads
+
+        with single_compute_threads():
+            loop()
+    return run
 
 
 def stream(avatar, chunks: Iterable, options: StreamOptions = StreamOptions()) -> Iterator[StreamFrame]:
