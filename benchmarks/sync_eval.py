@@ -154,7 +154,9 @@ def main(argv=None) -> int:
         src = SHARED / rel
         work = args.work / Path(rel).stem
         work.mkdir(parents=True, exist_ok=True)
-        model_path = export_fold_model(run_dir, k, args.work / "models" / f"fold{k}" / "motion.onnx", data)
+        # keyed by run: an exported fold model is reused only for the run it came from
+        model_path = export_fold_model(run_dir, k, args.work / "models" / run_dir.name / f"fold{k}" / "motion.onnx",
+                                       data)
         os.environ["LIPDUB_MOTION_MODEL"] = str(model_path)
         n_total = clip_of[name].n if name in clip_of else int(args.seconds * FPS)
         dur = min(args.seconds, n_total / FPS)
