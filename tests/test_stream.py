@@ -115,7 +115,7 @@ def test_int16_bytes_and_float_chunks_agree(avatar_dir, speech):
     b_frames = list(__import__("lipdub.stream", fromlist=["stream"]).stream(
         avatar_dir, (pcm[s:s + 1600].tobytes() for s in range(0, len(pcm), 1600))))
     assert len(a) == len(b_frames)
-    # same frames up to the int8 encoder's run-to-run noise
+    # nearly the same frames: the engine's steps follow when audio arrives, which varies between runs
     assert max(np.abs(x.landmarks - y.landmarks).max() for x, y in zip(a, b_frames)) < 1.0
     assert np.mean([np.abs(x.image.astype(int) - y.image).mean() for x, y in zip(a, b_frames)]) < 1.0
 

