@@ -124,10 +124,6 @@ class WhisperEncoderNet:
         self.n_mels = w["conv1/weight"].shape[1]
         w["conv1/weight"] = w["conv1/weight"].reshape(len(w["conv1/bias"]), -1)
         w["conv2/weight"] = w["conv2/weight"].reshape(len(w["conv2/bias"]), -1)
-        for i in range(self.n_blocks):  # pre-transposed: x @ W.T is one BLAS call either way,
-            for name in ("self_attention/linear_0", "self_attention/linear_1", "ffn/linear_0", "ffn/linear_1"):
-                key = f"layer_{i}/{name}/weight"  # but a C-contiguous right operand is faster
-                w[key] = np.ascontiguousarray(w[key].T)
         self.w = w
         self.width = len(w["conv1/bias"])
         self.max_states = len(w["position_encodings/encodings"])
@@ -146,16 +142,16 @@ class WhisperEncoderNet:
         for i in range(self.n_blocks):
             p = f"layer_{i}/"
             h = _layer_norm(x, w[p + "self_attention/layer_norm/gamma"], w[p + "self_attention/layer_norm/beta"])
-            qkv = h @ w[p + "self_attention/linear_0/weight"] + w[p + "self_attention/linear_0/bias"]
+            qkv = h @ w[p + "self_attention/linear_0/weight"].T + w[p + "self_attention/linear_0/bias"]
             q, k, v = (part.reshape(-1, heads, head_dim).transpose(1, 0, 2) for part in np.split(qkv, 3, axis=1))
             logits = (q * scale) @ k.transpose(0, 2, 1)
             logits = np.exp(logits - logits.max(-1, keepdims=True))
             logits /= logits.sum(-1, keepdims=True)
             attended = (logits @ v).transpose(1, 0, 2).reshape(-1, width)
-            x = x + attended @ w[p + "self_attention/linear_1/weight"] + w[p + "self_attention/linear_1/bias"]
+            x = x + attended @ w[p + "self_attention/linear_1/weight"].T + w[p + "self_attention/linear_1/bias"]
             h = _layer_norm(x, w[p + "ffn/layer_norm/gamma"], w[p + "ffn/layer_norm/beta"])
-            h = _gelu(h @ w[p + "ffn/linear_0/weight"] + w[p + "ffn/linear_0/bias"])
-            x = x + h @ w[p + "ffn/linear_1/weight"] + w[p + "ffn/linear_1/bias"]
+            h = _gelu(h @ w[p + "ffn/linear_0/weight"].T + w[p + "ffn/linear_0/bias"])
+            x = x + h @ w[p + "ffn/linear_1/weight"].T + w[p + "ffn/linear_1/bias"]
             states.append(x)
         states.append(_layer_norm(x, w["layer_norm/gamma"], w["layer_norm/beta"]))
         return states
