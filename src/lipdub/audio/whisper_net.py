@@ -1,9 +1,12 @@
-"""Whisper's audio encoder in NumPy, from the weights of a CTranslate2 Whisper folder.
+"""Whisper's audio encoder from the weights of a CTranslate2 Whisper folder: the reader, and the
+forward pass in NumPy as the reference.
 
 CTranslate2 runs the encoder faster (int8) but returns only its last layer. The motion model reads
 states of several layers: the middle ones keep more of *how* a sound is made (lip rounding,
 closure) and less of *which word* it belongs to. The network is small (tiny: 4 blocks of width
-384), so a NumPy forward pass costs ~50 ms a 6 s window on one core.
+384). Features are computed by ``lipdub.audio.whisper_graph``, the same network as an onnxruntime
+graph (half the ~50 ms a 6 s window this NumPy pass takes on one core); this pass is what that
+graph is checked against, and the plain statement of the computation.
 
 The weights come from the ``model.bin`` the CTranslate2 converter wrote (format: version,
 model name, revision, then each variable as name, shape, type, bytes); only the ``encoder/*``
