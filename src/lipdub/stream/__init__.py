@@ -23,8 +23,9 @@ edge-replicated by the model. Silence (VAD) gates the mouth to the avatar's neut
 shape while the template keeps its ping-pong idle motion.
 """
 
-from lipdub.stream.engine import (StreamFrame, StreamOptions, Streamer, as_float_chunk,  # noqa: F401
-                                  paced_chunks, stream)
+from lipdub.stream.chunks import as_float_chunk, paced_chunks  # noqa: F401
+from lipdub.stream.engine import Streamer, stream  # noqa: F401
+from lipdub.stream.options import StreamFrame, StreamOptions  # noqa: F401
 from lipdub.stream.recorder import Recorder  # noqa: F401
 
 __all__ = ["Recorder", "StreamFrame", "StreamOptions", "Streamer", "as_float_chunk", "paced_chunks", "stream"]

@@ -12,87 +12,15 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from lipdub.audio.timing import SAMPLE_RATE
+from lipdub.stream.chunks import as_float_chunk
 from lipdub.stream.features import MEL_SECONDS, AudioWindow, StreamFeatures, VadStream
+from lipdub.stream.options import StreamFrame, StreamOptions
 
 DRAW_BATCH = 4             # frames per batch handed from stage one to stage two
 RENDER_QUEUE = 3           # batches waiting for stage two (bounded: no growing backlog)
 MAX_STEP_FRAMES = 25       # live: a step never covers more frames; older ones are given up
 BACKLOG_SECONDS = 1.0      # input faster than real time: feed waits while stage one is this far behind
 IDLE_EXIT = 10.0           # worker threads end after this long without audio (restarted on demand)
-
-
-@dataclass(frozen=True)
-class StreamOptions:
-    lookahead: float = 0.2         # seconds of audio past a frame's instant before it is made
-    step: float = 0.08             # process at most every this much new audio (seconds)
-    whisper_window: float = 3.0    # seconds of trailing audio the Whisper encoder sees (see benchmark)
-    mouth_scale: float = 1.0
-    motion_smooth: float = 1.0
-    threads: int | None = None     # renderer onnxruntime threads (default 1)
-    whisper_threads: int = 1
-    use_network: bool = True
-    flush: bool = True             # at the end of input, make the remaining frames
-    # Live input: a frame that could not be drawn within this many seconds of its audio's arrival
-    # repeats the last image instead (counted in Streamer.stats["repeated"]). None: every frame
-    # is drawn, however late (input that is not real time, e.g. a file fed at once).
-    max_latency: float | None = None
-    pipelined: bool = True         # features+motion and drawing on two threads (both cores)
-
-    def __post_init__(self):
-        if not 0.0 <= self.lookahead <= 2.0:
-            raise ValueError(f"lookahead must be in [0, 2] s, got {self.lookahead}")
-        if not 0.0 <= self.step <= 2.0:
-            raise ValueError(f"step must be in [0, 2] s, got {self.step}")
-        if not 1.0 <= self.whisper_window <= 30.0:
-            raise ValueError(f"whisper_window must be in [1, 30] s, got {self.whisper_window}")
-        if self.max_latency is not None and not self.max_latency > 0:
-            raise ValueError(f"max_latency must be positive (or None), got {self.max_latency}")
-
-
-@dataclass
-class StreamFrame:
-    index: int              # output frame number
-    time: float             # t_i = index / fps (seconds of the input audio it shows)
-    image: np.ndarray       # (H, W, 3) RGB uint8
-    audio: np.ndarray       # float32 samples [t_i, t_i + 1/fps) (what plays while it shows)
-    speaking: float         # silence gate 0 (idle, neutral mouth) .. 1 (speech)
-    template_index: int     # template frame drawn over
-    landmarks: np.ndarray   # (478, 3) target landmarks (pixels) the mouth was rendered to
-    received: float         # time.monotonic() when the chunk holding t_i arrived
-    produced: float         # time.monotonic() when this frame was ready
-    repeated: bool = False  # too late to draw (max_latency): the previous image shown again
-
-    @property
-    def latency(self) -> float:
-        """Seconds from the arrival of the audio at t_i to this frame."""
-        return self.produced - self.received
-
-
-def as_float_chunk(chunk) -> np.ndarray:
-    """A PCM chunk (float32/float64 in [-1, 1], int16, or int16 little-endian bytes) as float32."""
-    if isinstance(chunk, (bytes, bytearray, memoryview)):
-        chunk = np.frombuffer(chunk, dtype="<i2")
-    arr = np.asarray(chunk)
-    if arr.ndim != 1:
-        arr = arr.reshape(-1)
-    if arr.dtype == np.int16:
-        return arr.astype(np.float32) / 32768.0
-    return arr.astype(np.float32, copy=False)
-
-
-def paced_chunks(audio: np.ndarray, chunk_seconds: float = 0.02, realtime: bool = False,
-                 start: float | None = None) -> Iterator[np.ndarray]:
-    """Cut ``audio`` into chunks; with ``realtime`` each is released when it would have been
-    captured (``start + end of chunk``), as a microphone would."""
-    n = max(1, int(round(chunk_seconds * SAMPLE_RATE)))
-    t0 = time.monotonic() if start is None else start
-    for s in range(0, len(audio), n):
-        if realtime:
-            due = t0 + min(len(audio), s + n) / SAMPLE_RATE
-            delay = due - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        yield audio[s:s + n]
 
 
 @dataclass

@@ -9,8 +9,8 @@ import numpy as np
 
 from lipdub.audio.timing import SAMPLE_RATE
 
-if TYPE_CHECKING:  # the options live with the engine, which imports this module
-    from lipdub.stream.engine import StreamOptions
+if TYPE_CHECKING:
+    from lipdub.stream.options import StreamOptions
 
 MEL_SECONDS = 3.0          # trailing audio the log-mel is recomputed on per step
 MEL_HOP = 200              # log-mel hop (samples)
