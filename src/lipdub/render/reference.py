@@ -86,8 +86,9 @@ class ReferenceBank:
         if data is None:
             with np.load(path) as npz:
                 data = {name: npz[name] for name in npz.files}
-        return cls(data["crops"], np.asarray(data["points"], np.float32),
-                   np.asarray(data["frames"], np.int32), data.get("full"))
+        # points and frames are small: copies (a rebuild keeps ``frames``; no map outlives it)
+        return cls(data["crops"], np.array(data["points"], np.float32),
+                   np.array(data["frames"], np.int32), data.get("full"))
 
     def distances(self, points: np.ndarray) -> np.ndarray:
         """(N, M) squared feature distances from N query shapes to every bank mouth."""
