@@ -36,3 +36,24 @@ def test_odd_mel_lengths_and_too_long_windows(tmp_path):
     assert np.allclose(got[-1], reference[-1], atol=1e-3 * np.abs(reference[-1]).max())
     with pytest.raises(ValueError, match="exceed"):
         session(np.zeros((80, 2 * session.max_states + 2), np.float32))
+
+
+def test_the_shipped_graph_is_what_the_builder_makes():
+    onnx = pytest.importorskip("onnx")
+    from lipdub.audio.whisper_graph import GRAPH_PATH, encoder_graph
+    from lipdub.audio.whisper_net import WhisperEncoderNet, read_ctranslate2_variables
+
+    net = WhisperEncoderNet(read_ctranslate2_variables(MODEL / "model.bin"))
+    assert onnx.load(GRAPH_PATH, load_external_data=False) == encoder_graph(net)
+    assert GRAPH_PATH.stat().st_size < 100_000  # operations and names only: no weights shipped
+
+
+def test_weights_of_another_shape_are_refused():
+    from lipdub.audio.whisper_graph import WhisperEncoderSession
+    from lipdub.audio.whisper_net import WhisperEncoderNet, read_ctranslate2_variables
+    from lipdub.errors import InputError
+
+    weights = read_ctranslate2_variables(MODEL / "model.bin")
+    weights["conv1/weight"] = np.zeros((384, 128, 3), np.float32)  # a 128-bin model, not tiny's 80
+    with pytest.raises(InputError, match="does not fit"):
+        WhisperEncoderSession(WhisperEncoderNet(weights))
