@@ -27,6 +27,7 @@ import torch
 
 from lipdub.audio import whisper
 from lipdub.motion import dataset as ds
+from lipdub.motion import feature_norm as fn
 from lipdub.motion import folds as fl
 from lipdub.motion import offsets as of
 from lipdub.motion import representation as rep
@@ -72,7 +73,9 @@ def config_from(args) -> tr.TrainConfig:
     return tr.TrainConfig(steps=args.steps, corr_weight=args.corr_weight, width=args.width,
                           spread_weight=args.spread_weight, threads=args.threads,
                           dilations=tuple(args.dilations),
-                          augment_p=args.augment_p if args.augment_views else 0.0)
+                          augment_p=args.augment_p if args.augment_views else 0.0,
+                          input_norm=args.input_norm, input_norm_seconds=args.input_norm_seconds,
+                          input_norm_parts=args.input_norm_parts)
 
 
 def save_run(run_dir: Path, oof, shuffled, nets_by_fold, meta: dict) -> None:
@@ -219,6 +222,13 @@ def main(argv=None) -> int:
                     help="augmented audio versions per clip (pitch, room, noise, codec) to train on")
     ap.add_argument("--augment-p", type=float, default=0.5,
                     help="chance a training window reads an augmented version")
+    ap.add_argument("--input-norm", choices=fn.MODES, default="none",
+                    help="per-recording mean normalisation of the Whisper input (an ablation; "
+                         "cross-validation only: the shipped inference does not apply it)")
+    ap.add_argument("--input-norm-seconds", type=float, default=4.0,
+                    help="time constant of the causal running mean (--input-norm causal)")
+    ap.add_argument("--input-norm-parts", choices=fn.PARTS, default="whisper",
+                    help="input columns --input-norm normalises")
     ap.add_argument("--offsets", default="search", help="'search', 'none', or a saved offsets JSON")
     ap.add_argument("--cv", choices=("none", "dev", "fresh", "all"), default="none",
                     help="cross-validate on the development folds, the fresh fold, or all folds")
@@ -233,10 +243,15 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = config_from(args)
+    if cfg.input_norm != "none" and (args.members or args.offsets == "search"):
+        raise SystemExit("--input-norm is for cross-validation runs: use --members 0 and a saved "
+                         "--offsets table (MotionModel does not normalise its input)")
     command = "python -m lipdub.motion.train " + " ".join(sys.argv[1:] if argv is None else argv)
 
     clips, ref, data_manifest, fold_of, folds = load_data(args.data, args.cache, args.folds_file,
                                                           args.augment_views)
+    # Each clip (and each augmented view) from its own input frames only, train and held-out alike.
+    fn.normalise_clips(clips, cfg.input_norm, cfg.input_norm_seconds, ds.FPS, cfg.input_norm_parts)
     all_folds = sorted(set(fold_of.values()))
     log(f"{len(clips)} clips, {len({c.speaker for c in clips})} speakers, "
         f"{sum(c.n for c in clips) / 25 / 60:.1f} min, folds {all_folds}")

@@ -44,6 +44,13 @@ class TrainConfig:
     in_dropout: float = 0.2
     threads: int = 1  # 2 threads on 2 shared cores ran 10x slower than 1 here
     augment_p: float = 0.0  # chance a batch item reads an augmented view of its clip's audio
+    # Per-recording mean normalisation of the Whisper input (``lipdub.motion.feature_norm``):
+    # "none", "utterance" or "causal" (running mean over ``input_norm_seconds``). Applied to the
+    # clips by ``lipdub.motion.train`` before training and prediction; the shipped inference does
+    # not apply it, so only cross-validation runs may use it.
+    input_norm: str = "none"
+    input_norm_seconds: float = 4.0
+    input_norm_parts: str = "whisper"   # or "whisper+mel"
 
     def to_dict(self) -> dict:
         return asdict(self)
