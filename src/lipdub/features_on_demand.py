@@ -126,7 +126,7 @@ def on_demand_features(wav: np.ndarray, fps: float, vad: bool = True):
     n_frames = n_frames_for(wav, fps)
     pool = ThreadPoolExecutor(1, thread_name_prefix="lipdub-whisper-load")
     # One thread: generate's other core belongs to the video encoder, a 6 s window takes
-    # ~50-65 ms on one, and a second OpenBLAS thread would spin-wait between windows.
+    # ~25 ms on one, and a second worker thread would only contend with the encoder.
     encoder = pool.submit(WhisperEncoder, threads=1)
     pool.shutdown(wait=False)
     spec = log_mel(wav)

@@ -11,7 +11,7 @@ Incremental features (the offline front end's definitions, on trailing windows):
   every column not touching the window edges equals the offline one;
 - voice activity: Silero's LSTM stepped once per new 512-sample chunk with its state kept;
 - Whisper tiny.en encoder: re-run at every processing step on the last ``whisper_window`` s of audio
-  (default 3 s, about 10-30 ms a call), unpadded and minus a silent window of its length, as the
+  (default 3 s, about 10-15 ms a call), unpadded and minus a silent window of its length, as the
   offline front end does with its centred 6 s windows. The newest frames have only the look-ahead
   to their right, so their states still differ somewhat from the offline ones (the benchmark
   reports the resulting mouth correlation).
