@@ -15,11 +15,14 @@ folds only) is exported to ONNX and used through ``LIPDUB_MOTION_MODEL``. Then:
 
 Scores: aperture r at lag 0, the best lag within ±2 (positive: the real mouth moves later),
 amplitude ratio (generated / real, mean and 90th percentile, during speech by voice activity)
-and lip-closure recall. The renderer is the bank's warped real mouth (``use_network=False``:
-no per-avatar U-Net training here; the U-Net corrects texture, not geometry); ``--train-minutes``
-trains it instead; ``--no-voice-match`` keeps the avatar's own-voice map (no re-keying to the
-driving voice). With ``--dub-audio`` the ``--dub-for`` avatars are also dubbed with that file
-(e.g. ``musetalk_eng.wav``) and their mouth range reported next to the avatar's own. Skips without
+and lip-closure recall; ``r0_offsets``: r with the driving clip re-paired by its own A/V offset
+(``offset_frames``, from the run's offsets table, found by first-pass models that never saw that
+clip's fold; applied only where the table marks it ``shifted``, as in motion_eval.py). The
+renderer is the bank's warped real mouth (``use_network=False``: no per-avatar U-Net training
+here; the U-Net corrects texture, not geometry); ``--train-minutes`` trains it instead;
+``--no-voice-match`` keeps the avatar's own-voice map (no re-keying to the driving voice). With
+``--dub-audio`` the ``--dub-for`` avatars are also dubbed with that file (e.g.
+``musetalk_eng.wav``) and their mouth range reported next to the avatar's own. Skips without
 ../shared/data. Scratch under cache/bench/sync_eval (git-ignored).
 """
 
@@ -73,11 +76,29 @@ def speech_of(wav: Path, n: int) -> np.ndarray:
     return speech_mask_of(voice_activity(load_audio(wav), FPS, n))
 
 
-def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray) -> dict:
+def clip_offsets(run_dir: Path) -> tuple[str | None, dict[str, int]]:
+    """Per clip name: its A/V offset in frames (0 unless ``shifted``), read as motion_eval.py does:
+    the run's own offsets table, else ``offsets.json`` next to the runs folder."""
+    meta = json.loads((run_dir / "meta.json").read_text())
+    path = Path(meta["offsets"]) if meta.get("offsets") else run_dir.parent.parent / "offsets.json"
+    path = path if path.is_absolute() else ROOT / path
+    if not path.exists():
+        return None, {}
+    table = json.loads(path.read_text())
+    return _rel(path), {n: (t["lag"] if t.get("shifted") else 0) for n, t in table.items()}
+
+
+def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray, offset: int = 0) -> dict:
     from lipdub.motion import evaluation as ev
 
     n = min(len(gen), len(real), len(speech))
     g, r, s = gen[:n], real[:n], speech[:n]
+    # Re-paired as motion_eval.py does (offset > 0: the real mouth runs later), before dropping
+    # untracked frames so that the shift is in frames of the clip.
+    lag = offset
+    a, b = (g[:n - lag], r[lag:]) if lag >= 0 else (g[-lag:], r[:n + lag])
+    fin = np.isfinite(a) & np.isfinite(b)
+    r0_offsets = ev.pearson(a[fin], b[fin])
     ok = np.isfinite(g) & np.isfinite(r)
     g, r, s = g[ok], r[ok], s[ok]
     lg = ev.lagged(g, r)
@@ -85,6 +106,7 @@ def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray) -> dict:
     cl = ev.closure_recall(g, r, s)
     rd = lambda v: None if v is None or not np.isfinite(v) else round(float(v), 3)  # noqa: E731
     return {"frames": int(n), "r0": rd(lg["r0"]), "best_lag": lg["best_lag"], "r_best": rd(lg["r_best"]),
+            "offset_frames": int(offset), "r0_offsets": rd(r0_offsets),
             "amp_mean": rd(amp["mean"]), "amp_p90": rd(amp["p90"]), "closure_recall": rd(cl["recall"]),
             "gen_mean": rd(np.mean(g[s])) if s.any() else None,
             "real_mean": rd(np.mean(r[s])) if s.any() else None,
@@ -147,6 +169,7 @@ def main(argv=None) -> int:
     by_file = {f"{k}": v for k, v in folds["files"].items()}
     clip_of = {c.name: c for c in clips}
     run_dir = args.cache / "runs" / args.run
+    offsets_path, offset_of = clip_offsets(run_dir)
     results = []
     for rel in args.avatars:
         info = by_file[rel]
@@ -176,8 +199,10 @@ def main(argv=None) -> int:
         entry["own_range"] = {"mean": round(float(np.nanmean(own)), 3),
                               "p90": round(float(np.nanpercentile(own, 90)), 3)}
         out = lipdub.generate(avatar, test_wav, work / "self.mp4", **opts)
+        # The held-out piece is A's own tail, its audio and video cut at the same time from the
+        # same file: A's offset applies to it as to the whole clip.
         entry["self"] = score(video_aperture(Path(out)), video_aperture(test_mp4),
-                              speech_of(test_wav, int(round((dur - split) * FPS))))
+                              speech_of(test_wav, int(round((dur - split) * FPS))), offset_of.get(name, 0))
         cands = sorted((c for c in clips if fold_of[c.speaker] == k and c.speaker != info["speaker"]
                         and c.n >= 125 and c.tracked >= 0.99), key=lambda c: -c.n)
         seen, drivers = set(), []
@@ -191,7 +216,7 @@ def main(argv=None) -> int:
             wav = cut(path, work / f"drv_{Path(c.name).stem}.wav", 0.0, min(20.0, c.n / FPS), audio_only=True)
             real = video_aperture(path)[:int(min(20.0, c.n / FPS) * FPS)]
             out = lipdub.generate(avatar, wav, work / f"cross_{Path(c.name).stem}.mp4", **opts)
-            row = score(video_aperture(Path(out)), real, speech_of(wav, len(real)))
+            row = score(video_aperture(Path(out)), real, speech_of(wav, len(real)), offset_of.get(c.name, 0))
             entry["cross"].append({"driver": c.name, "speaker": c.speaker, **row})
         if args.dub_audio and rel in args.dub_for:
             out = lipdub.generate(avatar, args.dub_audio, work / f"dub_{args.dub_audio.stem}.mp4", **opts)
@@ -208,14 +233,16 @@ def main(argv=None) -> int:
     selfs = [e["self"] for e in results]
     mean = lambda rows, k: round(float(np.mean([r[k] for r in rows if r[k] is not None])), 3)  # noqa: E731
     summary = {"avatars": len(results), "cross_pairs": len(cross),
-               "cross_r0": mean(cross, "r0"), "cross_r_best": mean(cross, "r_best"),
+               "cross_r0": mean(cross, "r0"), "cross_r0_offsets": mean(cross, "r0_offsets"),
+               "cross_r_best": mean(cross, "r_best"),
                "cross_best_lag": mean(cross, "best_lag"), "cross_amp_mean": mean(cross, "amp_mean"),
                "cross_closure_recall": mean(cross, "closure_recall"),
-               "self_r0": mean(selfs, "r0"), "self_amp_mean": mean(selfs, "amp_mean"),
+               "self_r0": mean(selfs, "r0"), "self_r0_offsets": mean(selfs, "r0_offsets"),
+               "self_amp_mean": mean(selfs, "amp_mean"),
                "self_amp_p90": mean(selfs, "amp_p90"), "self_best_lag": mean(selfs, "best_lag"),
                "self_closure_recall": mean(selfs, "closure_recall"),
                "renderer": "U-Net" if args.train_minutes else "warped real mouth (bank, no U-Net)",
-               "match_voice": args.match_voice}
+               "match_voice": args.match_voice, "offsets": offsets_path}
     report = {"summary": summary, "avatars": results}
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
