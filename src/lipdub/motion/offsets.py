@@ -9,8 +9,10 @@ prediction made without its speaker. From it:
   laughter over the speaker, a side view, dubbed audio) gives a near-zero correlation at every lag,
   and a clip with hardly any voice activity has nothing to teach.
 
-Evaluation never uses these offsets on held-out clips (they were chosen by looking at the clip's
-real mouth): benchmarks score every clip at its original pairing.
+Benchmarks score every held-out clip at its original pairing: that is the headline figure.
+``motion_eval`` and ``sync_eval`` also report a second one with the clip re-paired by its offset
+(``r0_offsets``); it shows how much of the gap is the clip's own A/V offset, but it is not a clean
+figure, since the offset was chosen by looking at that clip's real mouth.
 """
 
 from __future__ import annotations
