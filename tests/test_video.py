@@ -160,9 +160,9 @@ def test_ffmpeg_exe_falls_back_to_path_then_fails_clearly(monkeypatch):
         raise RuntimeError("no binary")
 
     monkeypatch.setattr(imageio_ffmpeg, "get_ffmpeg_exe", no_bundle)
-    monkeypatch.setattr(video.shutil, "which", lambda name: "/opt/bin/ffmpeg" if name == "ffmpeg" else None)
+    monkeypatch.setattr(video.ffmpeg.shutil, "which", lambda name: "/opt/bin/ffmpeg" if name == "ffmpeg" else None)
     assert video.ffmpeg_exe() == "/opt/bin/ffmpeg"
-    monkeypatch.setattr(video.shutil, "which", lambda name: None)
+    monkeypatch.setattr(video.ffmpeg.shutil, "which", lambda name: None)
     with pytest.raises(MissingDependencyError, match="imageio-ffmpeg"):
         video.ffmpeg_exe()
 
@@ -286,7 +286,7 @@ def test_closing_the_iterator_early_kills_ffmpeg(h264_clip, monkeypatch):
         started.append(real_popen(*args, **kwargs))
         return started[-1]
 
-    monkeypatch.setattr(video.subprocess, "Popen", recording_popen)
+    monkeypatch.setattr(video.reader.subprocess, "Popen", recording_popen)
     frames = read_frames(h264_clip)
     next(frames)
     assert len(started) == 1 and started[0].poll() is None  # still decoding
@@ -310,7 +310,7 @@ def test_ffmpeg_failure_mid_stream_raises_input_error(clips, h264_clip, monkeypa
     fake = clips / "fake_ffmpeg.sh"  # yields one frame, then dies with a message
     fake.write_text(f"#!/bin/sh\nhead -c {W * H * 3} /dev/zero\necho 'disk on fire' >&2\nexit 1\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(video, "ffmpeg_exe", lambda: str(fake))
+    monkeypatch.setattr(video.reader, "ffmpeg_exe", lambda: str(fake))
     received = []
     with pytest.raises(InputError, match="failed after 1 frames: disk on fire"):
         for frame in read_frames(h264_clip):
@@ -433,7 +433,7 @@ def test_unwritable_output_fails_before_any_work(clips, monkeypatch):
     def no_ffmpeg(*args, **kwargs):
         raise AssertionError("ffmpeg must not start for an unwritable output")
 
-    monkeypatch.setattr(video.subprocess, "Popen", no_ffmpeg)
+    monkeypatch.setattr(video.writer.subprocess, "Popen", no_ffmpeg)
     a_file = clips / "plain_file"
     a_file.write_text("x")
     with pytest.raises(OutputError, match="cannot write"):
