@@ -110,10 +110,8 @@ def score_clip(c, pred, shuf, delay, cmap, files, offset: int = 0) -> dict:
         row["shuffled_r"] = _r(ev.pearson(rep.aperture(shuf[:m]), real[:m]))
     # The issue's "clean offsets": the clip's A/V offset as found by the first-pass model that
     # never saw its fold (only where clearly non-zero), applied to the held-out clip too.
-    lag = offset
-    a, b = (raw_ap[:c.n - lag], real[lag:]) if lag >= 0 else (raw_ap[-lag:], real[:c.n + lag])
-    row["offset_frames"] = lag
-    row["r0_offsets"] = _r(ev.pearson(a, b))
+    row["offset_frames"] = offset
+    row["r0_offsets"] = _r(ev.pearson(*ev.paired_at(raw_ap, real, offset)))
     silent = g == 0
     row["jitter_silence_gen"] = _r(ev.silence_jitter(raw_ap, silent), 5)
     row["jitter_silence_real"] = _r(ev.silence_jitter(real, silent), 5)
@@ -136,6 +134,18 @@ def summarise(rows) -> dict:
     return out
 
 
+def clip_lags(run_dir: Path) -> tuple[Path | None, dict[str, int]]:
+    """The offsets table run ``run_dir`` trained with (its meta.json's, else ``offsets.json``
+    beside the runs folder) and each clip's A/V offset in frames from it (0 unless ``shifted``)."""
+    meta = json.loads((run_dir / "meta.json").read_text())
+    path = Path(meta["offsets"]) if meta.get("offsets") else run_dir.parent.parent / "offsets.json"
+    path = path if path.is_absolute() else ROOT / path
+    table = json.loads(path.read_text()) if meta.get("offsets") or path.exists() else {}
+    if not table:
+        return None, {}
+    return path, {n: (t["lag"] if t.get("shifted") else 0) for n, t in table.items()}
+
+
 def evaluate_run(run_dir: Path, clips, fold_of, folds) -> dict:
     with np.load(run_dir / "oof.npz") as z:
         oof = dict(z)
@@ -148,10 +158,7 @@ def evaluate_run(run_dir: Path, clips, fold_of, folds) -> dict:
     delays = fold_delays(clips, oof, fold_of)
     maps = fold_maps(clips, oof, fold_of)
     files = {k.split("/")[-1]: v for k, v in folds["files"].items()}
-    table = json.loads(Path(meta["offsets"]).read_text()) if meta.get("offsets") else {}
-    if not table and (run_dir.parent.parent / "offsets.json").exists():
-        table = json.loads((run_dir.parent.parent / "offsets.json").read_text())
-    lag = {n: (t["lag"] if t.get("shifted") else 0) for n, t in table.items()}
+    _, lag = clip_lags(run_dir)
     rows = [score_clip(c, oof[c.name], shuf.get(c.name), delays[fold_of[c.speaker]],
                        maps[fold_of[c.speaker]], files, lag.get(c.name, 0)) for c in clips]
     dev = set(folds["dev_folds"])

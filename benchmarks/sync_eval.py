@@ -76,18 +76,6 @@ def speech_of(wav: Path, n: int) -> np.ndarray:
     return speech_mask_of(voice_activity(load_audio(wav), FPS, n))
 
 
-def clip_offsets(run_dir: Path) -> tuple[str | None, dict[str, int]]:
-    """Per clip name: its A/V offset in frames (0 unless ``shifted``), read as motion_eval.py does:
-    the run's own offsets table, else ``offsets.json`` next to the runs folder."""
-    meta = json.loads((run_dir / "meta.json").read_text())
-    path = Path(meta["offsets"]) if meta.get("offsets") else run_dir.parent.parent / "offsets.json"
-    path = path if path.is_absolute() else ROOT / path
-    if not path.exists():
-        return None, {}
-    table = json.loads(path.read_text())
-    return _rel(path), {n: (t["lag"] if t.get("shifted") else 0) for n, t in table.items()}
-
-
 def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray, offset: int = 0) -> dict:
     from lipdub.motion import evaluation as ev
 
@@ -95,8 +83,7 @@ def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray, offset: int = 0
     g, r, s = gen[:n], real[:n], speech[:n]
     # Re-paired as motion_eval.py does (offset > 0: the real mouth runs later), before dropping
     # untracked frames so that the shift is in frames of the clip.
-    lag = offset
-    a, b = (g[:n - lag], r[lag:]) if lag >= 0 else (g[-lag:], r[:n + lag])
+    a, b = ev.paired_at(g, r, offset)
     fin = np.isfinite(a) & np.isfinite(b)
     r0_offsets = ev.pearson(a[fin], b[fin])
     ok = np.isfinite(g) & np.isfinite(r)
@@ -169,7 +156,10 @@ def main(argv=None) -> int:
     by_file = {f"{k}": v for k, v in folds["files"].items()}
     clip_of = {c.name: c for c in clips}
     run_dir = args.cache / "runs" / args.run
-    offsets_path, offset_of = clip_offsets(run_dir)
+    from motion_eval import clip_lags  # the same table, read the same way
+
+    offsets_path, offset_of = clip_lags(run_dir)
+    offsets_path = offsets_path and _rel(offsets_path)
     results = []
     for rel in args.avatars:
         info = by_file[rel]

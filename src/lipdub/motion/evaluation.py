@@ -30,13 +30,19 @@ def pearson(a, b) -> float:
     return float((a * b).sum() / d) if d > 0 else 0.0
 
 
+def paired_at(gen, real, lag: int) -> tuple[np.ndarray, np.ndarray]:
+    """``gen`` and ``real`` re-paired by ``lag`` frames (``lag > 0``: the real mouth runs later),
+    trimmed to the frames both cover."""
+    n = min(len(gen), len(real))
+    return (gen[:n - lag], real[lag:n]) if lag >= 0 else (gen[-lag:n], real[:n + lag])
+
+
 def lagged(gen, real, max_lag: int = 2) -> dict:
     """``{"r0", "best_lag", "r_best"}``; ``best_lag > 0``: the real mouth moves after the generated."""
     gen, real = np.asarray(gen, np.float64), np.asarray(real, np.float64)
-    n = min(len(gen), len(real))
     rs = {}
     for lag in range(-max_lag, max_lag + 1):
-        a, b = (gen[:n - lag], real[lag:n]) if lag >= 0 else (gen[-lag:n], real[:n + lag])
+        a, b = paired_at(gen, real, lag)
         rs[lag] = pearson(a, b) if len(a) > 8 else float("nan")
     finite = {k: v for k, v in rs.items() if np.isfinite(v)}
     best = max(finite, key=lambda k: (finite[k], -abs(k))) if finite else 0
