@@ -146,14 +146,38 @@ def clip_lags(run_dir: Path) -> tuple[Path | None, dict[str, int]]:
     return path, {n: (t["lag"] if t.get("shifted") else 0) for n, t in table.items()}
 
 
-def evaluate_run(run_dir: Path, clips, fold_of, folds) -> dict:
+def load_run(run_dir: Path) -> tuple[dict, dict, dict]:
+    """A run's out-of-fold predictions, those of its shuffled control, and its meta.json."""
     with np.load(run_dir / "oof.npz") as z:
         oof = dict(z)
     shuf = {}
     if (run_dir / "oof_shuffled.npz").exists():
         with np.load(run_dir / "oof_shuffled.npz") as z:
             shuf = dict(z)
-    meta = json.loads((run_dir / "meta.json").read_text())
+    return oof, shuf, json.loads((run_dir / "meta.json").read_text())
+
+
+def averaged_run(run_dirs: list[Path]) -> tuple[dict, dict, dict]:
+    """The mean of several runs' out-of-fold predictions, clip by clip: an ensemble of their fold
+    models. The runs must hold the same clips and have trained with the same offsets."""
+    loaded = [load_run(d) for d in run_dirs]
+    for (oof, _, meta), d in zip(loaded[1:], run_dirs[1:]):
+        if set(oof) != set(loaded[0][0]) or meta.get("offsets") != loaded[0][2].get("offsets"):
+            raise SystemExit(f"{d} holds other clips or offsets than {run_dirs[0]}: not averaged")
+
+    def mean(part: int) -> dict:
+        return {k: np.mean([run[part][k] for run in loaded], axis=0)
+                for k in loaded[0][part] if all(k in run[part] for run in loaded)}
+
+    meta = {**loaded[0][2], "members": sum(m.get("members") or 1 for _, _, m in loaded),
+            "averaged_runs": [d.name for d in run_dirs]}
+    return mean(0), mean(1), meta
+
+
+def evaluate_run(run_dir: Path, clips, fold_of, folds, loaded=None) -> dict:
+    """``loaded``: (oof, shuffled, meta) instead of ``run_dir``'s own (``averaged_run``); the
+    offsets table is still ``run_dir``'s."""
+    oof, shuf, meta = loaded or load_run(run_dir)
     clips = [c for c in clips if c.name in oof]
     delays = fold_delays(clips, oof, fold_of)
     maps = fold_maps(clips, oof, fold_of)
@@ -177,7 +201,8 @@ def evaluate_run(run_dir: Path, clips, fold_of, folds) -> dict:
                                            if k in ("clips", "r0", "r_best", "best_lag", "amp_raw",
                                                     "amp_corpus", "amp_self", "closure_recall")}}
                 for s, v in sorted(by_spk.items())}
-    return {"run": run_dir.name, "config": meta.get("config"), "members_per_fold": meta.get("members"),
+    name = "+".join(meta["averaged_runs"]) if "averaged_runs" in meta else run_dir.name
+    return {"run": name, "config": meta.get("config"), "members_per_fold": meta.get("members"),
             "offsets": meta.get("offsets"), "test_folds": meta.get("test_folds"),
             "delays_per_fold": delays, "summary": summary, "speakers": speakers, "clips": rows}
 
@@ -214,6 +239,9 @@ def main(argv=None) -> int:
     ap.add_argument("--run-dir", action="append", type=Path, default=[],
                     help="a run stored elsewhere (e.g. cache/motion_w3/runs/w3 of "
                          "tools/motion_front_end_ablation.py); scored against the same clips")
+    ap.add_argument("--average", nargs="+", action="append", default=[], metavar="RUN",
+                    help="score the mean of these runs' out-of-fold predictions (an ensemble of "
+                         "their fold models) as one run")
     ap.add_argument("--out", type=Path, help="write the full report (per clip) here")
     ap.add_argument("--data-check", type=Path, help="write the first pass's per-folder data check here")
     args = ap.parse_args(argv)
@@ -226,12 +254,16 @@ def main(argv=None) -> int:
     if args.data_check:
         args.data_check.write_text(json.dumps(data_check(args.cache, manifest_rows, folds), indent=1))
     reports = []
-    run_dirs = [args.cache / "runs" / name for name in args.run or ([] if args.run_dir else ["main"])]
+    run_dirs = [args.cache / "runs" / name
+                for name in args.run or ([] if args.run_dir or args.average else ["main"])]
     for run_dir in run_dirs + args.run_dir:
         if not (run_dir / "oof.npz").exists():
             print(f"no run {run_dir} (make it with python -m lipdub.motion.train --cv ...)", file=sys.stderr)
             return 1
         reports.append(evaluate_run(run_dir, clips, fold_of, folds))
+    for names in args.average:
+        dirs = [args.cache / "runs" / name for name in names]
+        reports.append(evaluate_run(dirs[0], clips, fold_of, folds, averaged_run(dirs)))
     if args.out:
         args.out.write_text(json.dumps(reports if len(reports) > 1 else reports[0], indent=1))
     short = [{"run": r["run"], "delays_per_fold": r["delays_per_fold"], "summary": r["summary"]}

@@ -17,7 +17,10 @@ Scores: aperture r at lag 0, the best lag within ±2 (positive: the real mouth m
 amplitude ratio (generated / real, mean and 90th percentile, during speech by voice activity)
 and lip-closure recall; ``r0_offsets``: r with the driving clip re-paired by its own A/V offset
 (``offset_frames``, from the run's offsets table, found by first-pass models that never saw that
-clip's fold; applied only where the table marks it ``shifted``, as in motion_eval.py). The
+clip's fold; applied only where the table marks it ``shifted``, as in motion_eval.py);
+``r0_target``: r at lag 0 of the motion stage's target landmarks (gap / width on the template,
+before rendering) against the real mouth, and ``r_render``: r of that target against the written
+video, re-tracked (what the render and the re-tracking keep of it). The
 renderer is the bank's warped real mouth (``use_network=False``: no per-avatar U-Net training
 here; the U-Net corrects texture, not geometry); ``--train-minutes`` trains it instead;
 ``--no-voice-match`` keeps the avatar's own-voice map (no re-keying to the driving voice). With
@@ -76,7 +79,25 @@ def speech_of(wav: Path, n: int) -> np.ndarray:
     return speech_mask_of(voice_activity(load_audio(wav), FPS, n))
 
 
-def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray, offset: int = 0) -> dict:
+def target_aperture(avatar, wav: Path, opts: dict) -> np.ndarray:
+    """Gap / width of the motion stage's target landmarks on the template frames, per output
+    frame: what the renderer is asked to draw, before it draws it."""
+    from lipdub.audio import extract_features, load_audio
+    from lipdub.face.geometry import mouth_aperture
+    from lipdub.pipeline import GenerateOptions, target_chunks, template_for
+
+    options = GenerateOptions(**opts)
+    audio = load_audio(wav)
+    n = round(len(audio) / 16000 * FPS)
+    template = template_for(avatar, options)
+    chunks = target_chunks(template, extract_features(audio, FPS), n, options)
+    return np.concatenate([np.asarray(mouth_aperture(lms), np.float32) for _, lms in chunks])
+
+
+def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray, offset: int = 0,
+          target: np.ndarray | None = None) -> dict:
+    """``target``: the motion stage's aperture (``target_aperture``), scored too, to tell the
+    motion's loss from the render's."""
     from lipdub.motion import evaluation as ev
 
     n = min(len(gen), len(real), len(speech))
@@ -87,6 +108,12 @@ def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray, offset: int = 0
     fin = np.isfinite(a) & np.isfinite(b)
     r0_offsets = ev.pearson(a[fin], b[fin])
     ok = np.isfinite(g) & np.isfinite(r)
+    stages = {}
+    if target is not None:
+        t = np.full(n, np.nan, np.float32)
+        t[:min(n, len(target))] = target[:n]
+        both = ok & np.isfinite(t)
+        stages = {"r0_target": ev.pearson(t[both], r[both]), "r_render": ev.pearson(t[both], g[both])}
     g, r, s = g[ok], r[ok], s[ok]
     lg = ev.lagged(g, r)
     amp = ev.amplitude_ratio(g, r, s)
@@ -97,7 +124,8 @@ def score(gen: np.ndarray, real: np.ndarray, speech: np.ndarray, offset: int = 0
             "amp_mean": rd(amp["mean"]), "amp_p90": rd(amp["p90"]), "closure_recall": rd(cl["recall"]),
             "gen_mean": rd(np.mean(g[s])) if s.any() else None,
             "real_mean": rd(np.mean(r[s])) if s.any() else None,
-            "gen_open_frames": int((g[s] >= OPEN).sum()), "real_open_frames": int((r[s] >= OPEN).sum())}
+            "gen_open_frames": int((g[s] >= OPEN).sum()), "real_open_frames": int((r[s] >= OPEN).sum()),
+            **{k: rd(v) for k, v in stages.items()}}
 
 
 def _rel(path: Path) -> str:
@@ -192,7 +220,8 @@ def main(argv=None) -> int:
         # The held-out piece is A's own tail, its audio and video cut at the same time from the
         # same file: A's offset applies to it as to the whole clip.
         entry["self"] = score(video_aperture(Path(out)), video_aperture(test_mp4),
-                              speech_of(test_wav, int(round((dur - split) * FPS))), offset_of.get(name, 0))
+                              speech_of(test_wav, int(round((dur - split) * FPS))), offset_of.get(name, 0),
+                              target_aperture(avatar, test_wav, opts))
         cands = sorted((c for c in clips if fold_of[c.speaker] == k and c.speaker != info["speaker"]
                         and c.n >= 125 and c.tracked >= 0.99), key=lambda c: -c.n)
         seen, drivers = set(), []
@@ -206,7 +235,8 @@ def main(argv=None) -> int:
             wav = cut(path, work / f"drv_{Path(c.name).stem}.wav", 0.0, min(20.0, c.n / FPS), audio_only=True)
             real = video_aperture(path)[:int(min(20.0, c.n / FPS) * FPS)]
             out = lipdub.generate(avatar, wav, work / f"cross_{Path(c.name).stem}.mp4", **opts)
-            row = score(video_aperture(Path(out)), real, speech_of(wav, len(real)), offset_of.get(c.name, 0))
+            row = score(video_aperture(Path(out)), real, speech_of(wav, len(real)), offset_of.get(c.name, 0),
+                        target_aperture(avatar, wav, opts))
             entry["cross"].append({"driver": c.name, "speaker": c.speaker, **row})
         if args.dub_audio and rel in args.dub_for:
             out = lipdub.generate(avatar, args.dub_audio, work / f"dub_{args.dub_audio.stem}.mp4", **opts)
@@ -227,10 +257,12 @@ def main(argv=None) -> int:
                "cross_r_best": mean(cross, "r_best"),
                "cross_best_lag": mean(cross, "best_lag"), "cross_amp_mean": mean(cross, "amp_mean"),
                "cross_closure_recall": mean(cross, "closure_recall"),
+               "cross_r0_target": mean(cross, "r0_target"), "cross_r_render": mean(cross, "r_render"),
                "self_r0": mean(selfs, "r0"), "self_r0_offsets": mean(selfs, "r0_offsets"),
                "self_amp_mean": mean(selfs, "amp_mean"),
                "self_amp_p90": mean(selfs, "amp_p90"), "self_best_lag": mean(selfs, "best_lag"),
                "self_closure_recall": mean(selfs, "closure_recall"),
+               "self_r0_target": mean(selfs, "r0_target"), "self_r_render": mean(selfs, "r_render"),
                "renderer": "U-Net" if args.train_minutes else "warped real mouth (bank, no U-Net)",
                "match_voice": args.match_voice, "offsets": offsets_path}
     report = {"summary": summary, "avatars": results}

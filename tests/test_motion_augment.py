@@ -82,3 +82,18 @@ def test_noise_and_codec_keep_length_and_add_the_asked_change(speech):
     coded = augment.codec(speech, rng)
     assert len(coded) == len(speech) and not np.array_equal(coded, speech)
     assert abs(envelope_lag_ms(coded, speech)) <= 5
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_speed_change_moves_time_and_pitch_together(speech, factor):
+    out = augment.speed_change(speech, factor)
+    assert abs(len(out) - len(speech) / factor) <= 1
+    assert dominant_pitch(out) == pytest.approx(dominant_pitch(speech) * factor, rel=0.06)
+    # The copy's loudness at t is the original's at t * factor, not at t.
+    e_out, e_ref = envelope(out), envelope(speech)
+    src = np.arange(len(e_out)) * factor
+    ok = src <= len(e_ref) - 1
+    on_time = np.corrcoef(e_out[ok], np.interp(src[ok], np.arange(len(e_ref)), e_ref))[0, 1]
+    m = min(len(e_out), len(e_ref))
+    unchanged = np.corrcoef(e_out[:m], e_ref[:m])[0, 1]
+    assert on_time > 0.95 and on_time > unchanged + 0.1

@@ -52,3 +52,59 @@ def test_shifting_a_clip_shifts_its_views_with_its_audio():
     np.testing.assert_array_equal(later.target[:, 0], np.arange(3, 50))
     earlier = tr.shift_clip(c, -2)
     np.testing.assert_array_equal(earlier.views[0][:, 0], np.arange(2, 50))
+
+
+def test_speed_views_follow_their_original_out_of_training():
+    a, b = clip("a", "s1", 40, 0.0), clip("b", "s2", 40, 1.0)
+    fast = clip("a~speed1.1", "s1", 36, 0.0)
+    fast.meta["base"] = "a"
+    fold_of = {"s1": 0, "s2": 1}
+    assert tr.training_set([a, b, fast], fold_of, {0, 1}) == [a, b, fast]
+    # Left out with its original (the offset table refused "a"), and with its speaker's fold.
+    assert tr.training_set([a, b, fast], fold_of, {0, 1}, exclude={"a"}) == [b]
+    assert tr.training_set([a, b, fast], fold_of, {1}) == [b]
+
+
+def test_speed_clip_resamples_the_mouth_with_the_audio(tmp_path, monkeypatch):
+    from scipy.io import wavfile
+
+    from lipdub.motion import dataset as ds
+
+    wav = tmp_path / "a.wav"
+    wavfile.write(wav, 16000, np.zeros(16000 * 2, np.float32))   # 2 s: 50 frames
+    seen = {}
+
+    def features(audio, n):
+        seen["samples"], seen["n"] = len(audio), n
+        return {"x": np.zeros((n, 4), np.float32), "vad": np.ones(n, np.float32),
+                "env": np.zeros(n, np.float32)}
+
+    monkeypatch.setattr(ds, "clip_features", features)
+    c = clip("a.mp4", "s1", 50, 0.0)
+    c.meta["path"] = str(wav)
+    fast = ds.speed_clip(c, 1.25, tmp_path)
+    # 1.25x as fast: 40 frames from 25 600 samples; frame i shows the original's instant 1.25 i.
+    assert seen == {"samples": 25600, "n": 40} and fast.n == 40
+    np.testing.assert_allclose(fast.target[:, 0], np.minimum(np.arange(40) * 1.25, 49), atol=1e-5)
+    assert fast.name == "a.mp4~speed1.25" and fast.meta["base"] == "a.mp4" and fast.speaker == "s1"
+    # The original's offset of 5 frames (mouth later) is 4 frames of the faster copy.
+    late = ds.speed_clip(c, 1.25, tmp_path / "other", lag=5)
+    assert late.n == 36
+    np.testing.assert_allclose(late.target[:, 0], np.minimum(np.arange(4, 40) * 1.25, 49), atol=1e-5)
+
+
+def test_closure_term_counts_only_opening_over_real_closures():
+    import torch
+
+    real = torch.tensor([[0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0]])
+    m = torch.ones_like(real)
+    assert tr.closure_miss(real.clone(), real, m).item() == 0
+    # Closing more than the real mouth, or opening where it is open, costs nothing ...
+    assert tr.closure_miss(real - 0.5, real, m).item() == 0
+    assert tr.closure_miss(real * 2, real, m).item() == 0
+    # ... opening where it is shut does, and masked frames do not count.
+    open_at_closure = real.clone()
+    open_at_closure[0, 3] = 0.8
+    assert tr.closure_miss(open_at_closure, real, m).item() > 0
+    m[0, 3] = 0
+    assert tr.closure_miss(open_at_closure, real, m).item() == 0

@@ -13,6 +13,11 @@ than of a voice, a microphone or a room:
 - codec: a round trip through Opus at 12-24 kbit/s or MP3 at 32 kbit/s;
 - loudness: -12..+6 dB overall.
 
+Speed views (``speed_change``) are the one change that moves timing: the audio is resampled
+(faster or slower speech, pitch moving with it, as in Kaldi's speed perturbation), and
+``lipdub.motion.dataset.speed_clip`` resamples the mouth track by the same factor, so the pair
+stays in sync while the speaking rate changes.
+
 Each view draws a random subset (pitch and noise most often). ``augmented_audio`` is
 deterministic for a given seed; timing is checked: the output has exactly the input's length.
 """
@@ -140,3 +145,13 @@ def augmented_audio(wav: np.ndarray, seed: int) -> np.ndarray:
     out = out * 10 ** (rng.uniform(-12, 6) / 20)
     peak = np.abs(out).max()
     return (out / peak * 0.99 if peak > 0.99 else out).astype(np.float32)
+
+
+def speed_change(wav: np.ndarray, factor: float) -> np.ndarray:
+    """``wav`` played ``factor`` times as fast (length ``len / factor``), by polyphase resampling."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(1.0 / factor).limit_denominator(100)
+    return resample_poly(np.asarray(wav, np.float64), ratio.numerator, ratio.denominator).astype(np.float32)

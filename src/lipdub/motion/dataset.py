@@ -152,10 +152,40 @@ def load_clip(path: Path, speaker: str, cache_dir: Path, views: int = 0) -> Clip
     raw = np.full((n, 478, 3), np.nan, np.float32)
     raw[:, list(KEEP)] = lm_keep
     tracked = float(np.isfinite(lm_keep).all(axis=(1, 2)).mean()) if n else 0.0
-    clip = Clip(path.name, speaker, digest, ft["x"].astype(np.float32), ft["vad"], ft["env"], raw, tracked)
+    clip = Clip(path.name, speaker, digest, ft["x"].astype(np.float32), ft["vad"], ft["env"], raw, tracked,
+                meta={"path": str(path)})
     if views and tracked >= MIN_TRACKED:
         clip.views = augmented_views(path, digest, n, views, cache_dir)
     return clip
+
+
+def speed_clip(clip: Clip, factor: float, cache_dir: Path, lag: int = 0) -> Clip:
+    """A training-only copy of a canonicalised ``clip`` spoken ``factor`` times as fast: its
+    audio resampled (``augment.speed_change``), its mouth track resampled in time to match.
+
+    ``lag``: the clip's A/V offset in its own frames (``offsets``), applied in the copy's frames.
+    The copy's name is ``<name>~speed<factor>``; ``meta["base"]`` names the original.
+    """
+    from lipdub.audio import load_audio
+    from lipdub.motion import training as tr
+    from lipdub.motion.augment import AUGMENT_VERSION, speed_change
+
+    n = max(12, round(clip.n / factor))
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    name = f"{clip.sha256[:16]}.speed{FEATURES_VERSION}.{AUGMENT_VERSION}_{factor:g}.npz"
+    ft = _cached(Path(cache_dir) / name,
+                 lambda: clip_features(speed_change(load_audio(clip.meta["path"]), factor), n))
+    # Frame i of the copy shows the instant i * factor of the original.
+    src = np.clip(np.arange(n) * factor, 0, clip.n - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, clip.n - 1)
+    w = (src - lo)[:, None].astype(np.float32)
+    target = (1 - w) * clip.target[lo] + w * clip.target[hi]
+    out = Clip(f"{clip.name}~speed{factor:g}", clip.speaker, clip.sha256, ft["x"].astype(np.float32),
+               ft["vad"], ft["env"], raw=np.empty((0, 478, 3), np.float32), tracked=clip.tracked,
+               neutral=clip.neutral, target=target.astype(np.float32),
+               meta={**clip.meta, "base": clip.name, "speed": factor})
+    return tr.shift_clip(out, round(lag / factor))
 
 
 def build_reference(clips: list[Clip]) -> np.ndarray:

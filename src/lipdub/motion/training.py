@@ -6,7 +6,8 @@ term on the inner-lip aperture. The correlation term matters because speakers di
 viewer) care about *when* the mouth opens and closes. Two *spread* terms fight that regression to
 the mean directly: per window, the predicted aperture's standard deviation and the standard
 deviation of its frame-to-frame velocity must match the real mouth's (``spread_weight``); an
-uncertain model can no longer hide in a half-open average, and closures stay sharp.
+uncertain model can no longer hide in a half-open average, and closures stay sharp. A *closure*
+term (``closure_weight``) penalises opening where the real lips are shut (p/b/m, pauses).
 
 Sampling is balanced by speaker (one GRID speaker has 12 of the 16 minutes): each batch item draws
 a speaker uniformly, then one of its clips by length, then a window; with ``augment_p`` it reads
@@ -38,6 +39,7 @@ class TrainConfig:
     n_code: int = 16
     corr_weight: float = 1.0
     spread_weight: float = 0.0   # aperture std + velocity std matching per window (0 = v1 loss)
+    closure_weight: float = 0.0  # penalty on opening where the real lips are closed (closure_miss)
     noise: float = 0.1
     time_mask: int = 6
     dropout: float = 0.1
@@ -135,6 +137,17 @@ def spread_mismatch(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.
     return ((sa - sb) ** 2).mean() / ((sb ** 2).mean() + 1e-8)
 
 
+def closure_miss(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor, closed: float = 0.1) -> torch.Tensor:
+    """Mean squared *opening* of ``a`` above ``b`` (B, L) on the frames where ``b`` is closed (at most
+    ``closed`` times its window's 90th percentile, as ``evaluation.closures`` counts a closure),
+    relative to ``b``'s spread. Only overshoot counts: the term asks for closures, not for less
+    movement elsewhere."""
+    q90 = torch.nanquantile(torch.where(m > 0, b, torch.full_like(b, float("nan"))), 0.9, dim=1, keepdim=True)
+    shut = ((m > 0) & (b <= closed * q90)).float()
+    over = torch.relu(a - b) ** 2 / (masked_std(b, m)[:, None] ** 2 + 1e-8)
+    return (over * shut).sum() / shut.sum().clamp(min=1)
+
+
 def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
     """Train one network on ``clips`` (already canonicalised, offsets applied)."""
     torch.manual_seed(seed)
@@ -173,6 +186,8 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
             m2 = m[:, 1:] * m[:, :-1]
             loss = loss + cfg.spread_weight * (
                 spread_mismatch(pa, ya, m) + spread_mismatch(pa.diff(dim=1), ya.diff(dim=1), m2))
+        if cfg.closure_weight:
+            loss = loss + cfg.closure_weight * closure_miss(pa, ya, m)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -199,21 +214,29 @@ def shuffled_input(clip, others, rng: np.random.Generator) -> np.ndarray:
     return other.x[idx]
 
 
+def training_set(clips, fold_of: dict[str, int], folds, exclude=()) -> list:
+    """The clips of speakers in ``folds``, less those named in ``exclude`` (a speed view goes
+    with its original, ``meta["base"]``)."""
+    return [c for c in clips if fold_of[c.speaker] in folds and c.meta.get("base", c.name) not in exclude]
+
+
 def cross_validate(clips, cfg: TrainConfig, fold_of: dict[str, int], test_folds, train_folds=None,
-                   seed: int = 0, members: int = 1, log=None, exclude_from_training=()):
+                   seed: int = 0, members: int = 1, log=None, exclude_from_training=(),
+                   extra_training=()):
     """Out-of-fold offsets for every clip of ``test_folds``, each predicted by models trained only
     on ``train_folds`` (default: every other fold) minus that test fold; also the same models fed
     another held-out speaker's audio (shuffled control) and the trained nets per fold.
 
     ``fold_of`` maps speaker → fold (the fixed fold file). ``exclude_from_training``: clip names
-    never trained on (they may still be predicted when held out).
+    never trained on (they may still be predicted when held out). ``extra_training``: clips only
+    trained on (speed views), each left out with its original (``meta["base"]``).
     """
     out, shuffled, nets_by_fold = {}, {}, {}
     rng = np.random.default_rng(seed + 7)
     all_folds = sorted(set(fold_of.values()))
     for k in test_folds:
         allowed = set(all_folds if train_folds is None else train_folds) - {k}
-        train = [c for c in clips if fold_of[c.speaker] in allowed and c.name not in exclude_from_training]
+        train = training_set([*clips, *extra_training], fold_of, allowed, exclude_from_training)
         test = [c for c in clips if fold_of[c.speaker] == k]
         if not test:
             continue
