@@ -68,6 +68,29 @@ def test_silence_stays_neutral_after_calibration(model):
     np.testing.assert_allclose(still[:, list(rep.MOUTH_POINTS)], track[:, list(rep.MOUTH_POINTS)], atol=1e-2)
 
 
+def test_closures_meet_the_closed_lips_and_never_cross_them(model):
+    from lipdub.face import INNER_LIP_PAIRS
+
+    n = 3
+    track = face_track(model, n)
+    cal = calibrate(track, model, match_range=False)
+    opts = CalibrationOptions(motion_smooth=0, match_range=False)
+    upper = [u for u, _ in INNER_LIP_PAIRS]
+    lower = [d for _, d in INNER_LIP_PAIRS]
+    # Frame 0 opens, frame 1 closes a little, frame 2 would push the lower lip far past the upper.
+    off = np.zeros((n, rep.N_POINTS, 3), np.float32)
+    for d in lower:
+        off[:, rep.MOUTH_POINTS.index(d), 1] = [0.05, -0.001, -0.2]
+    out = apply(cal, off, np.arange(n), opts)
+    gap = (out[:, lower, 1] - out[:, upper, 1]).mean(1)   # pixels, lower lip below the upper
+    neutral_gap = (track[0, lower, 1] - track[0, upper, 1]).mean()
+    assert gap[0] > neutral_gap + 1                        # an opening is drawn as asked
+    assert neutral_gap > 0.1 and 0 < gap[1] < neutral_gap  # closing past the neutral is allowed ...
+    assert -0.05 <= gap[2] < gap[1] and gap[2] < 0.05      # ... down to where the lips meet, no further
+    pair = out[2, lower, 1] - out[2, upper, 1]
+    assert (pair >= np.minimum(0.0, track[0, lower, 1] - track[0, upper, 1]) - 0.05).all()
+
+
 def _fixture_avatar(model, n=300, amplitude=2.5, seed=1):
     """Features of random 'speech' plus a track whose real mouth opens like the model's own
     prediction for that audio, ``amplitude`` times wider (a speaker the model under-predicts)."""

@@ -349,7 +349,8 @@ def apply(cal: Calibration, offsets: np.ndarray, frame_indices: np.ndarray | Non
     off = smooth_motion(off, options.motion_smooth)
     gain = cal.amplitude.gains(rep.aperture(off.reshape(n, -1))) if options.match_range else np.ones(n, np.float32)
     off = off * (gain * (cal.gain * options.mouth_scale))[:, None, None]
-    mouth = cal.neutral[None] + off
+    off = rep.limit_closing(off, cal.neutral)
+    mouth = rep.uncross_lips(cal.neutral[None] + off, cal.neutral)
     pixels = rep.from_canonical(mouth, cal.matrices[idx], cal.factor)
     out = cal.landmarks[idx].copy()
     out[:, list(rep.MOUTH_POINTS)] = pixels

@@ -48,6 +48,42 @@ def aperture(mouth: np.ndarray) -> np.ndarray:
     return np.asarray(mouth, dtype=np.float32) @ aperture_vector()
 
 
+def limit_closing(offsets: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """Offsets ``(N, K, 3)`` from ``neutral``, each frame scaled down (whole, so the mouth keeps its
+    shape) where it would close the inner lips past the point where they meet.
+
+    A predicted closure can overshoot the avatar's closed mouth (offsets from its neutral are
+    scaled by the amplitude map): a mouth closed past its lips is a shape no bank mouth has, and
+    the renderer's warp folds the lips over or tears the patch.
+    """
+    off = np.asarray(offsets, np.float32)
+    flat = off.reshape(len(off), -1)
+    room = max(float(aperture(np.asarray(neutral, np.float32).reshape(-1))), 0.0)
+    closing = aperture(flat)
+    scale = np.ones(len(off), np.float32)
+    past = closing < -room
+    scale[past] = room / -closing[past]
+    return off * scale.reshape((-1,) + (1,) * (off.ndim - 1))
+
+
+def uncross_lips(mouth: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """Canonical mouths ``(N, K, 3)`` whose inner lips meet but never pass through each other
+    (what ``limit_closing`` leaves of a crossing, pair by pair).
+
+    Each facing inner-lip pair keeps a vertical gap of at least the smaller of 0 and the
+    neutral's own (a tracked closed mouth can read a little below 0); the pair is moved
+    symmetrically, so the closure stays where the two lips meet.
+    """
+    out = np.array(mouth, dtype=np.float32, copy=True)
+    for upper, lower in INNER_LIP_PAIRS:
+        u, d = _slot(upper), _slot(lower)
+        floor = min(0.0, float(neutral[d, 1] - neutral[u, 1]))
+        short = np.maximum(floor - (out[:, d, 1] - out[:, u, 1]), 0.0)
+        out[:, d, 1] += short / 2
+        out[:, u, 1] -= short / 2
+    return out
+
+
 def reference_face(landmarks: np.ndarray) -> np.ndarray:
     """A canonical reference ``(478, 3)`` from one clip's track: median face, eyes level, IOD 1.
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_DATA = [ROOT.parent / "shared" / d for d in ("data", "extra", "extra2")]
 DEFAULT_FOLDS = ROOT / "benchmarks" / "results" / "motion_folds.json"
 MODEL_CARD = (
-    "lipdub motion model v4: audio (Whisper tiny.en encoder states of 6 s unpadded windows, blocks 1-3 "
+    "lipdub motion model v5: audio (Whisper tiny.en encoder states of 6 s unpadded windows, blocks 1-3 "
     "and the output side by side, log-mel, "
     "Silero voice activity) -> canonical lip/jaw landmark offsets, speaker-independent{augmented}. "
     "Trained on short public clips from "
@@ -214,6 +214,8 @@ def model_manifest(clips, ref, cfg, data_manifest, table, *, members, seed, dela
             row.update(used=False, why=entry["why"])
     augmented = (", trained with augmented audio (pitch, room, noise, codec, loudness)"
                  if cfg.augment_p > 0 else "")
+    if cfg.closure_weight:
+        augmented += " and a term that asks it to close the lips where the speaker's are closed"
     out = {
         "model_card": MODEL_CARD.format(augmented=augmented),
         "licence": "research use only (training data terms)",
