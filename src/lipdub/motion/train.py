@@ -274,7 +274,8 @@ def main(argv=None) -> int:
     ap.add_argument("--derive-offsets", nargs=2, metavar=("RUN", "OUT"),
                     help="write the offset table found from RUN's out-of-fold predictions (all folds) to OUT and stop")
     ap.add_argument("--threads", type=int, default=1)
-    # Regularisation (the fold nets fit their training speakers at r ~0.97 against ~0.54 held out).
+    # Ablation settings (the fold nets fit their training speakers at r ~0.97 against ~0.54 held
+    # out: regularisation, capacity, window, amount and rate of the training audio).
     ap.add_argument("--dropout", type=float, default=tr.TrainConfig.dropout)
     ap.add_argument("--in-dropout", type=float, default=tr.TrainConfig.in_dropout)
     ap.add_argument("--weight-decay", type=float, default=tr.TrainConfig.weight_decay)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lipdub.motion import representation as rep
+from lipdub.motion.evaluation import CLOSED
 from lipdub.motion.modules import MotionNet
 
 
@@ -137,9 +138,10 @@ def spread_mismatch(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.
     return ((sa - sb) ** 2).mean() / ((sb ** 2).mean() + 1e-8)
 
 
-def closure_miss(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor, closed: float = 0.1) -> torch.Tensor:
+def closure_miss(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor, closed: float = CLOSED) -> torch.Tensor:
     """Mean squared *opening* of ``a`` above ``b`` (B, L) on the frames where ``b`` is closed (at most
-    ``closed`` times its window's 90th percentile, as ``evaluation.closures`` counts a closure),
+    ``closed`` times its window's 90th percentile: ``evaluation.closures``' rule, over the window's
+    frames rather than its speech frames),
     relative to ``b``'s spread. Only overshoot counts: the term asks for closures, not for less
     movement elsewhere."""
     q90 = torch.nanquantile(torch.where(m > 0, b, torch.full_like(b, float("nan"))), 0.9, dim=1, keepdim=True)
