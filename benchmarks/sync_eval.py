@@ -158,6 +158,22 @@ def export_fold_model(run_dir: Path, k: int, out: Path, data) -> Path:
     return out
 
 
+def render_ablation(no_pose_part: bool, opening_weight: float | None) -> dict:
+    """Switch render pieces off for this process (an ablation, never the product's setting)."""
+    import importlib
+
+    from lipdub.render import reference
+
+    # the module: ``lipdub.motion.calibrate`` as an attribute is the re-exported function
+    calibration = importlib.import_module("lipdub.motion.calibrate")
+    if no_pose_part:
+        calibration.pose_deformation = lambda points, mouth, *a, **k: np.zeros(
+            (len(mouth),) + np.shape(mouth)[1:], np.float32)
+    if opening_weight is not None:
+        reference.OPENING_WEIGHT = float(opening_weight)
+    return {"pose_part": not no_pose_part, "opening_weight": reference.OPENING_WEIGHT}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--run", default="v3", help="cross-validation run with fold nets")
@@ -171,8 +187,14 @@ def main(argv=None) -> int:
     ap.add_argument("--dub-for", nargs="*", default=["data/mimictalk_German_20s.mp4"])
     ap.add_argument("--no-voice-match", dest="match_voice", action="store_false",
                     help="generate with the avatar's map as fitted on its own voice (GenerateOptions.match_voice=False)")
+    # Render ablations (what the session-7 render choice was measured against):
+    ap.add_argument("--no-pose-part", action="store_true",
+                    help="put the neutral jaw line on every template frame (no lipdub.motion.pose part)")
+    ap.add_argument("--opening-weight", type=float,
+                    help="retrieval weight of the inner lips' opening (reference.OPENING_WEIGHT)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
+    render = render_ablation(args.no_pose_part, args.opening_weight)
     if not (SHARED / "data").is_dir():
         print(json.dumps({"skipped": f"{SHARED / 'data'} not present (development machines only)"}))
         return 0
@@ -264,7 +286,8 @@ def main(argv=None) -> int:
                "self_closure_recall": mean(selfs, "closure_recall"),
                "self_r0_target": mean(selfs, "r0_target"), "self_r_render": mean(selfs, "r_render"),
                "renderer": "U-Net" if args.train_minutes else "warped real mouth (bank, no U-Net)",
-               "match_voice": args.match_voice, "offsets": offsets_path}
+               "match_voice": args.match_voice, "offsets": offsets_path,
+               "render": render}
     report = {"summary": summary, "avatars": results}
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))

@@ -74,6 +74,26 @@ def test_bank_retrieval_excludes_neighbours_and_is_sticky():
     assert seq[0] == 5 and len(set(seq.tolist())) <= 2
 
 
+
+def test_a_closed_target_on_a_turned_chin_fetches_a_closed_mouth():
+    """The target's chin line carries the frame's head pose; a parted mouth in that pose must not
+    beat a closed one in another for a closed target (it would be drawn with a slit)."""
+    from lipdub.render.condition import CHIN_IDX
+    from lipdub.render.reference import inner_opening
+
+    def mouth(opening, chin_shift):
+        lm = fake_landmarks(32, 30, 10, opening=opening)
+        lm[CHIN_IDX, 0] += chin_shift
+        return shape_points(to_crop(lm, (0, 0, 64, 64), 64))
+
+    closed_front, parted_turned = mouth(0.0, 0.0), mouth(1.5, 4.0)
+    assert inner_opening(closed_front[None], 64)[0] < inner_opening(parted_turned[None], 64)[0]
+    bank = ReferenceBank(np.zeros((2, 64, 64, 3), np.uint8), np.stack([closed_front, parted_turned]),
+                         np.arange(2))
+    assert bank.nearest(mouth(0.0, 4.0)[None], k=1)[0, 0] == 0
+    # An open target still fetches the open mouth.
+    assert bank.nearest(mouth(1.5, 0.0)[None], k=1)[0, 0] == 1
+
 # --- The jaw below a moved chin: one jaw line, the template's collar (no grey "double chin") ---
 
 SKIN, SHADOW, NECK, COLLAR = 170, 50, 140, 235

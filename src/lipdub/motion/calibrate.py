@@ -11,8 +11,10 @@ Three steps per output frame:
    mouth's closures (p/b/m close fully). Then the user's ``mouth_scale``;
 2. shape: the scaled offsets are added to the avatar's *own* neutral closed mouth (measured from
    its prepared track the same way training measured each speaker's);
-3. pose: the result is mapped out of the canonical frame by the inverse of the similarity that
-   aligned the chosen template frame, so the mouth follows the head.
+3. pose: the chosen template frame's own pose part of its mouth shape (``lipdub.motion.pose``: a
+   turned head's jaw line and foreshortened lips, which the 2-D alignment does not undo) is added,
+   and the result is mapped out of the canonical frame by the inverse of the similarity that
+   aligned that frame, so the mouth follows the head.
 
 Output frames are full ``(478, 3)`` landmark sets: the template frame's own landmarks with the
 mouth and jaw points replaced, so renderers can use any index set they like.
@@ -29,6 +31,7 @@ import numpy as np
 
 from lipdub.motion import representation as rep
 from lipdub.motion.model import smooth_motion
+from lipdub.motion.pose import pose_deformation, pose_points
 
 #: Per-frame amplitude factor limits (a map is only as good as the footage it was fitted on).
 MAX_GAIN = 3.0
@@ -146,6 +149,7 @@ class Calibration:
     neutral: np.ndarray      # (K, 3) the avatar's neutral mouth, canonical
     amplitude: AmplitudeMap = field(default_factory=AmplitudeMap)
     gain: float = 1.0        # a constant factor on top of the map (kept for callers that set it)
+    pose: np.ndarray | None = None  # (M, K, 3) each frame's pose part of its mouth (``pose.py``)
 
     @property
     def n_frames(self) -> int:
@@ -153,11 +157,14 @@ class Calibration:
 
 
 def calibrate(landmarks: np.ndarray, model, match_range: bool = True,
-              amplitude: AmplitudeMap | dict | None = None) -> Calibration:
+              amplitude: AmplitudeMap | dict | None = None,
+              usable: np.ndarray | None = None) -> Calibration:
     """Measure an avatar from its prepared track ``(M, 478, 3)`` (pixels, gaps already filled).
 
     ``amplitude``: the avatar's own map (``avatar_amplitude_map``); default the model's corpus map.
-    ``match_range=False`` keeps the model's raw amplitude.
+    ``match_range=False`` keeps the model's raw amplitude. ``usable``: the frames that show the
+    dubbed face (default all); the neutral mouth and the pose parts are measured on them only, not
+    on frames held across a gap or another person's shot.
     """
     lm = np.asarray(landmarks, np.float32)
     if lm.ndim == 2:
@@ -165,14 +172,18 @@ def calibrate(landmarks: np.ndarray, model, match_range: bool = True,
     if lm.ndim != 3 or lm.shape[1] != 478 or not np.isfinite(lm).all():
         raise ValueError(f"expected a gap-free landmark track (M, 478, 3), got {lm.shape}")
     mouth, matrices, factor = rep.to_canonical(lm, model.reference)
-    neutral = rep.neutral_shape(mouth)
+    use = np.ones(len(lm), bool) if usable is None else np.asarray(usable, bool)[:len(lm)]
+    if not use.any():
+        use = np.ones(len(lm), bool)
+    neutral = rep.neutral_shape(mouth[use])
+    pose_part = pose_deformation(pose_points(lm, model.reference, factor), mouth, neutral, use)
     if not match_range:
         amp = AmplitudeMap()
     elif isinstance(amplitude, AmplitudeMap):
         amp = amplitude
     else:
         amp = AmplitudeMap.from_dict(amplitude or model.manifest.get("corpus_amplitude_map"))
-    return Calibration(lm, matrices, factor, neutral.astype(np.float32), amp)
+    return Calibration(lm, matrices, factor, neutral.astype(np.float32), amp, pose=pose_part)
 
 
 def fit_avatar_map(features, landmarks: np.ndarray, model, smooth: float = 1.0,
@@ -317,13 +328,9 @@ def calibrate_avatar(avatar, model, match_range: bool = True) -> Calibration:
     is usable (``dub_weight > 0``), not on frames held across a gap or another person's shot."""
     landmarks = np.asarray(avatar.landmarks)
     amp = avatar_amplitude_map(avatar, model) if match_range else None
-    cal = calibrate(landmarks, model, match_range, amplitude=amp)
     own = getattr(avatar, "dub_weight", None)
-    if own is not None:
-        usable = np.asarray(own)[:len(landmarks)] > 0
-        if usable.any() and not usable.all():
-            cal.neutral = calibrate(landmarks[usable], model, match_range).neutral
-    return cal
+    usable = None if own is None else np.asarray(own)[:len(landmarks)] > 0
+    return calibrate(landmarks, model, match_range, amplitude=amp, usable=usable)
 
 
 def template_indices(n_out: int, n_template: int) -> np.ndarray:
@@ -350,7 +357,10 @@ def apply(cal: Calibration, offsets: np.ndarray, frame_indices: np.ndarray | Non
     gain = cal.amplitude.gains(rep.aperture(off.reshape(n, -1))) if options.match_range else np.ones(n, np.float32)
     off = off * (gain * (cal.gain * options.mouth_scale))[:, None, None]
     off = rep.limit_closing(off, cal.neutral)
-    mouth = rep.uncross_lips(cal.neutral[None] + off, cal.neutral)
+    # Each template frame keeps the pose part of its own mouth shape: the new mouth sits where
+    # that frame's head pose puts one, not where a frontal neutral would.
+    pose_part = 0.0 if cal.pose is None else cal.pose[idx]
+    mouth = rep.uncross_lips(cal.neutral[None] + pose_part + off, cal.neutral)
     pixels = rep.from_canonical(mouth, cal.matrices[idx], cal.factor)
     out = cal.landmarks[idx].copy()
     out[:, list(rep.MOUTH_POINTS)] = pixels
