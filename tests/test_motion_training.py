@@ -8,6 +8,7 @@ import numpy as np
 
 from lipdub.motion import training as tr
 from lipdub.motion.dataset import Clip
+from lipdub.motion.representation import N_DIMS
 
 
 def clip(name: str, speaker: str, n: int, value: float, views=()) -> Clip:
@@ -108,3 +109,47 @@ def test_closure_term_counts_only_opening_over_real_closures():
     assert tr.closure_miss(open_at_closure, real, m).item() > 0
     m[0, 3] = 0
     assert tr.closure_miss(open_at_closure, real, m).item() == 0
+
+
+def test_speaker_scaling_gives_every_speaker_the_median_spread_within_limits():
+    def talking(name, speaker, amplitude, n=100):
+        c = clip(name, speaker, n, 0.0)
+        rng = np.random.default_rng(len(name))
+        c.target = (rng.normal(0, 1, (n, N_DIMS)) * amplitude).astype(np.float32)
+        return c
+
+    clips = [talking("a1", "a", 1.0), talking("a2", "a", 1.0), talking("b", "b", 1.6),
+             talking("c", "c", 0.1)]
+    spread = lambda c: float(np.std(c.aperture))
+    every = lambda c: np.ones(c.n, bool)
+    scaled = tr.speaker_scaled(clips, every)
+    target = np.median([np.std(np.concatenate([c.aperture for c in clips if c.speaker == s]))
+                        for s in "abc"])
+    assert abs(spread(scaled[2]) - target) < 0.02 * target            # b shrunk to the median
+    assert abs(spread(scaled[0]) / spread(clips[0]) - spread(scaled[1]) / spread(clips[1])) < 1e-6
+    assert np.isclose(spread(scaled[3]), spread(clips[3]) * tr.SCALE_LIMITS[1])  # c: at most x2
+    assert clips[2].target is not scaled[2].target and np.std(clips[2].aperture) > target  # copies
+
+
+def test_every_loss_term_together_still_learns_a_learnable_mouth():
+    """A small net with the correlation, spread, closure and velocity terms all on still fits a
+    mouth that follows its input (a term that breaks the loss or its gradient would not)."""
+    from lipdub.motion import representation as rep
+
+    rng = np.random.default_rng(0)
+    w = rep.aperture_vector()
+    clips = []
+    for k in range(4):
+        n = 120
+        x = rng.normal(0, 1, (n, rep.INPUT_DIM)).astype(np.float32)
+        drive = np.convolve(x[:, 0], np.ones(3) / 3, mode="same")
+        c = clip(f"c{k}", f"s{k}", n, 0.0)
+        c.x = x
+        c.target = (np.maximum(drive, 0)[:, None] * w[None] / (w @ w)).astype(np.float32)
+        clips.append(c)
+    cfg = tr.TrainConfig(steps=150, batch=8, window=32, width=32, dilations=(1, 2), n_code=4,
+                         corr_weight=3.0, spread_weight=1.0, closure_weight=1.0, velocity_weight=1.0,
+                         time_mask=0)
+    net = tr.fit(clips, cfg, seed=0)
+    r = [tr.pearson(rep.aperture(tr.predict(net, c.x)), c.aperture) for c in clips]
+    assert np.mean(r) > 0.6

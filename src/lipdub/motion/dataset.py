@@ -195,15 +195,20 @@ def build_reference(clips: list[Clip]) -> np.ndarray:
     return rep.ref_from_stable(np.mean(refs, axis=0))
 
 
-def canonicalise(clip: Clip, ref: np.ndarray, smooth: int = 5) -> Clip:
-    """Fill gaps, align, estimate neutral, set smoothed offsets as the target."""
+def filled_track(clip: Clip) -> np.ndarray:
+    """The clip's landmarks ``(N, 478, 3)`` with untracked frames of the ``KEEP`` points filled."""
     from lipdub.face import fill_gaps
 
     raw = clip.raw.copy()
     ok = np.isfinite(raw[:, list(KEEP)]).all(axis=(1, 2))
     if ok.any() and not ok.all():
-        sub = fill_gaps(raw[:, list(KEEP)])
-        raw[:, list(KEEP)] = sub
+        raw[:, list(KEEP)] = fill_gaps(raw[:, list(KEEP)])
+    return raw
+
+
+def canonicalise(clip: Clip, ref: np.ndarray, smooth: int = 5) -> Clip:
+    """Fill gaps, align, estimate neutral, set smoothed offsets as the target."""
+    raw = filled_track(clip)
     mouth, _, factor = rep.to_canonical(raw, ref)
     clip.mouth = mouth
     clip.neutral = rep.neutral_shape(mouth)

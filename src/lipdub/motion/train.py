@@ -78,7 +78,8 @@ def config_from(args) -> tr.TrainConfig:
                           input_norm_parts=args.input_norm_parts, dropout=args.dropout,
                           in_dropout=args.in_dropout, weight_decay=args.weight_decay,
                           noise=args.noise, lr=args.lr, window=args.window, n_code=args.n_code,
-                          closure_weight=args.closure_weight)
+                          closure_weight=args.closure_weight, velocity_weight=args.velocity_weight,
+                          target_scale=args.target_scale, pose_clean=args.pose_clean)
 
 
 def save_run(run_dir: Path, oof, shuffled, nets_by_fold, meta: dict, states=None) -> None:
@@ -287,6 +288,13 @@ def main(argv=None) -> int:
                          "mouth track resampled to match")
     ap.add_argument("--window", type=int, default=tr.TrainConfig.window,
                     help="training window (frames) over which the correlation term is taken")
+    ap.add_argument("--velocity-weight", type=float, default=tr.TrainConfig.velocity_weight,
+                    help="weight of a correlation term on the aperture's frame-to-frame change")
+    ap.add_argument("--target-scale", choices=tr.TARGET_SCALES, default=tr.TrainConfig.target_scale,
+                    help="'speaker': scale each training speaker's mouth motion to the corpus's "
+                         "median spread (amplitude is left to the calibration maps)")
+    ap.add_argument("--pose-clean", action="store_true",
+                    help="train on targets less the part each clip's head pose explains")
     ap.add_argument("--n-code", type=int, default=tr.TrainConfig.n_code,
                     help="PCA components of the mouth the network predicts")
     args = ap.parse_args(argv)
@@ -340,9 +348,14 @@ def main(argv=None) -> int:
     else:
         offsets_path = Path(args.offsets)
         table = json.loads(offsets_path.read_text())
-    train_clips = of.apply_offsets(clips, table)
+    # Training targets only (held-out clips are scored on their own aperture, which this keeps).
+    base = tr.pose_cleaned(clips, ref) if cfg.pose_clean else clips
+    train_clips = of.apply_offsets(base, table)
     skip = of.excluded(table)
-    speed = speed_views(clips, table, args.speed, args.cache / "clips")
+    speed = speed_views(base, table, args.speed, args.cache / "clips")
+    if cfg.target_scale == "speaker":  # training targets only: held-out clips keep their own
+        scaled = tr.speaker_scaled([*train_clips, *speed], lambda c: of.speech_mask_of(c.vad))
+        train_clips, speed = scaled[:len(train_clips)], scaled[len(train_clips):]
 
     if args.cv != "none":
         test = {"dev": folds["dev_folds"], "fresh": [folds["fresh_fold"]], "all": all_folds}[args.cv]

@@ -41,6 +41,13 @@ class TrainConfig:
     corr_weight: float = 1.0
     spread_weight: float = 0.0   # aperture std + velocity std matching per window (0 = v1 loss)
     closure_weight: float = 0.0  # penalty on opening where the real lips are closed (closure_miss)
+    velocity_weight: float = 0.0  # per-window Pearson term on the aperture's frame-to-frame change
+    # "speaker": each training speaker's offsets scaled to the corpus's median aperture spread
+    # (``speaker_scaled``), so the net need not guess a speaker's amplitude from the voice.
+    target_scale: str = "none"
+    # Subtract from each training clip's targets the part its head pose explains (``pose.py``,
+    # from the alignment points the clip cache keeps): label noise the audio cannot predict.
+    pose_clean: bool = False
     noise: float = 0.1
     time_mask: int = 6
     dropout: float = 0.1
@@ -150,6 +157,55 @@ def closure_miss(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor, closed: floa
     return (over * shut).sum() / shut.sum().clamp(min=1)
 
 
+TARGET_SCALES = ("none", "speaker")
+#: Bounds of ``speaker_scaled``'s factor: a speaker tracked at a tiny face is not blown up tenfold.
+SCALE_LIMITS = (0.5, 2.0)
+
+
+def speaker_scaled(clips, speech_of) -> list:
+    """Copies of ``clips`` whose targets are scaled, speaker by speaker, so that every speaker's
+    aperture spread during speech (``speech_of(clip)``: a boolean mask) is the corpus median.
+
+    Speakers differ mostly in amplitude, which the voice barely tells: with raw targets the MSE term
+    rewards guessing it from who is speaking. Held-out amplitude is set afterwards by the amplitude
+    maps (``lipdub.motion.calibrate``), so only the timing needs learning.
+    """
+    import copy
+
+    spread: dict[str, list[np.ndarray]] = {}
+    for c in clips:
+        spread.setdefault(c.speaker, []).append(c.aperture[speech_of(c)])
+    sd = {s: float(np.std(np.concatenate(v))) if sum(map(len, v)) > 25 else 0.0 for s, v in spread.items()}
+    known = [v for v in sd.values() if v > 0]
+    target = float(np.median(known)) if known else 0.0
+    out = []
+    for c in clips:
+        k = float(np.clip(target / sd[c.speaker], *SCALE_LIMITS)) if sd[c.speaker] > 0 else 1.0
+        scaled = copy.copy(c)
+        scaled.target = (c.target * k).astype(np.float32)
+        out.append(scaled)
+    return out
+
+
+def pose_cleaned(clips, ref: np.ndarray) -> list:
+    """Copies of ``clips`` whose targets lack the part of the mouth's offsets that each clip's
+    head pose explains (every point, none of the inner-lip gap: the aperture is unchanged)."""
+    import copy
+
+    from lipdub.face import STABLE_POINTS
+    from lipdub.motion.dataset import filled_track
+    from lipdub.motion.pose import pose_deformation, pose_points
+
+    out = []
+    for c in clips:
+        pts = pose_points(filled_track(c), ref, c.meta.get("factor", 1.0), STABLE_POINTS)
+        part = pose_deformation(pts, c.mouth, c.neutral, jaw_only=False)
+        cleaned = copy.copy(c)
+        cleaned.target = (c.target - part.reshape(c.n, -1)).astype(np.float32)
+        out.append(cleaned)
+    return out
+
+
 def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
     """Train one network on ``clips`` (already canonicalised, offsets applied)."""
     torch.manual_seed(seed)
@@ -190,6 +246,9 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
                 spread_mismatch(pa, ya, m) + spread_mismatch(pa.diff(dim=1), ya.diff(dim=1), m2))
         if cfg.closure_weight:
             loss = loss + cfg.closure_weight * closure_miss(pa, ya, m)
+        if cfg.velocity_weight:
+            m2 = m[:, 1:] * m[:, :-1]
+            loss = loss + cfg.velocity_weight * (1 - masked_pearson(pa.diff(dim=1), ya.diff(dim=1), m2))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
