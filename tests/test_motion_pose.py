@@ -64,8 +64,8 @@ def test_a_turning_head_keeps_its_own_jaw_line_and_the_lips_stay_the_models(mode
 def test_speech_that_moves_with_the_head_is_not_taken_for_pose(model):
     n = 200
     track, _, _ = turning_track(model, n, nod_with_speech=True)
-    mouth, _, factor = rep.to_canonical(track, model.reference)
-    part = pose_deformation(pose_points(track, model.reference, factor), mouth, rep.neutral_shape(mouth))
+    mouth, mats, factor = rep.to_canonical(track, model.reference)
+    part = pose_deformation(pose_points(track, mats, factor), mouth, rep.neutral_shape(mouth))
     own = mouth - rep.neutral_shape(mouth)
     # The head moves only when the mouth opens: all of it is the frame's speech, none of it pose.
     assert np.abs(part).max() < 0.05 * np.abs(own[:, JAW_SLOTS]).max()
@@ -73,13 +73,13 @@ def test_speech_that_moves_with_the_head_is_not_taken_for_pose(model):
 
 def test_no_pose_part_for_a_photo_a_still_head_or_untracked_frames(model):
     still = face_track(model, 60)
-    mouth, _, factor = rep.to_canonical(still, model.reference)
-    pts = pose_points(still, model.reference, factor)
+    mouth, mats, factor = rep.to_canonical(still, model.reference)
+    pts = pose_points(still, mats, factor)
     assert not pose_deformation(pts, mouth, rep.neutral_shape(mouth)).any()
     assert not pose_deformation(pts[:1], mouth[:1], mouth[0]).any()  # one frame: a photo
     track, _, _ = turning_track(model, 100)
-    mouth, _, factor = rep.to_canonical(track, model.reference)
-    pts = pose_points(track, model.reference, factor)
+    mouth, mats, factor = rep.to_canonical(track, model.reference)
+    pts = pose_points(track, mats, factor)
     pts[5] = np.nan
     part = pose_deformation(pts, mouth, rep.neutral_shape(mouth))
     assert np.isfinite(part).all() and not part[5].any() and part.any()
@@ -88,8 +88,8 @@ def test_no_pose_part_for_a_photo_a_still_head_or_untracked_frames(model):
 def test_the_full_pose_part_never_opens_or_closes_the_mouth(model):
     track, _, _ = turning_track(model, 150, seed=3)
     track[:, LOWER, 0] += 3.0 * np.sin(np.linspace(0, 6 * np.pi, 150))[:, None]  # the lips turn too
-    mouth, _, factor = rep.to_canonical(track, model.reference)
-    part = pose_deformation(pose_points(track, model.reference, factor), mouth,
+    mouth, mats, factor = rep.to_canonical(track, model.reference)
+    part = pose_deformation(pose_points(track, mats, factor), mouth,
                             rep.neutral_shape(mouth), jaw_only=False)
     lips = np.setdiff1d(np.arange(rep.N_POINTS), JAW_SLOTS)
     assert np.abs(part[:, lips]).max() > 1e-3

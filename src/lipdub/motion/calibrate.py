@@ -176,7 +176,7 @@ def calibrate(landmarks: np.ndarray, model, match_range: bool = True,
     if not use.any():
         use = np.ones(len(lm), bool)
     neutral = rep.neutral_shape(mouth[use])
-    pose_part = pose_deformation(pose_points(lm, model.reference, factor), mouth, neutral, use)
+    pose_part = pose_deformation(pose_points(lm, matrices, factor), mouth, neutral, use)
     if not match_range:
         amp = AmplitudeMap()
     elif isinstance(amplitude, AmplitudeMap):

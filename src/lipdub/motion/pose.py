@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lipdub.face import canonical_align
+from lipdub.face import apply_similarity
 from lipdub.motion import representation as rep
 
 #: Rigid points the alignment does not fit (forehead, temples, cheekbones beside the eyes, nose
@@ -35,11 +35,12 @@ POSE_MIN_FRAMES = 25
 JAW_SLOTS = [i for i, p in enumerate(rep.MOUTH_POINTS) if p in rep.JAW_POINTS]
 
 
-def pose_points(landmarks: np.ndarray, ref: np.ndarray, factor: float,
+def pose_points(landmarks: np.ndarray, matrices: np.ndarray, factor: float,
                 points=POSE_POINTS) -> np.ndarray:
-    """``(N, len(points), 3)`` rigid points in the canonical frame (as ``to_canonical``)."""
-    aligned, _ = canonical_align(np.asarray(landmarks, np.float32), ref)
-    return aligned[:, list(points), :] / factor
+    """``(N, len(points), 3)`` rigid points in the canonical frame, by the per-frame ``matrices``
+    and ``factor`` that ``representation.to_canonical`` returned for the same track."""
+    lm = np.asarray(landmarks, np.float32)[:, list(points), :]
+    return (apply_similarity(lm, matrices) / factor).astype(np.float32)
 
 
 def pose_deformation(points: np.ndarray, mouth: np.ndarray, neutral: np.ndarray,

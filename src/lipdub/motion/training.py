@@ -198,7 +198,9 @@ def pose_cleaned(clips, ref: np.ndarray) -> list:
 
     out = []
     for c in clips:
-        pts = pose_points(filled_track(c), ref, c.meta.get("factor", 1.0), STABLE_POINTS)
+        track = filled_track(c)
+        _, matrices, factor = rep.to_canonical(track, ref)
+        pts = pose_points(track, matrices, factor, STABLE_POINTS)
         part = pose_deformation(pts, c.mouth, c.neutral, jaw_only=False)
         cleaned = copy.copy(c)
         cleaned.target = (c.target - part.reshape(c.n, -1)).astype(np.float32)
