@@ -11,9 +11,9 @@ Three steps per output frame:
    mouth's closures (p/b/m close fully). Then the user's ``mouth_scale``;
 2. shape: the scaled offsets are added to the avatar's *own* neutral closed mouth (measured from
    its prepared track the same way training measured each speaker's);
-3. pose: the chosen template frame's own pose part of its mouth shape (``lipdub.motion.pose``: a
-   turned head's jaw line and foreshortened lips, which the 2-D alignment does not undo) is added,
-   and the result is mapped out of the canonical frame by the inverse of the similarity that
+3. pose: the pose part of the chosen template frame's own jaw line (``lipdub.motion.pose``: a
+   turned head's jaw line is a silhouette, which the 2-D alignment does not undo) is added, and
+   the result is mapped out of the canonical frame by the inverse of the similarity that
    aligned that frame, so the mouth follows the head.
 
 Output frames are full ``(478, 3)`` landmark sets: the template frame's own landmarks with the
