@@ -242,14 +242,13 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
         pa, ya = pred @ apv, y @ apv
         r = masked_pearson(pa, ya, m)
         loss = mse + cfg.corr_weight * (1 - r)
+        m2 = m[:, 1:] * m[:, :-1]  # frames whose velocity is defined
         if cfg.spread_weight:
-            m2 = m[:, 1:] * m[:, :-1]
             loss = loss + cfg.spread_weight * (
                 spread_mismatch(pa, ya, m) + spread_mismatch(pa.diff(dim=1), ya.diff(dim=1), m2))
         if cfg.closure_weight:
             loss = loss + cfg.closure_weight * closure_miss(pa, ya, m)
         if cfg.velocity_weight:
-            m2 = m[:, 1:] * m[:, :-1]
             loss = loss + cfg.velocity_weight * (1 - masked_pearson(pa.diff(dim=1), ya.diff(dim=1), m2))
         opt.zero_grad()
         loss.backward()
