@@ -103,12 +103,12 @@ def test_training_targets_lose_the_pose_part_and_keep_their_aperture(model):
     n = 150
     track, turn, _ = turning_track(model, n, seed=2)
     track[:, [1, 4], 0] += 8.0 * turn[:, None]  # the nose tip swings with the turn (it is kept)
-    mouth, _, factor = rep.to_canonical(track, model.reference)
+    mouth, mats, factor = rep.to_canonical(track, model.reference)
     neutral = rep.neutral_shape(mouth)
     c = Clip("c", "s", "0" * 64, np.zeros((n, 4), np.float32), np.ones(n, np.float32),
-             np.zeros(n, np.float32), track, mouth=mouth, neutral=neutral,
+             np.zeros(n, np.float32), track, mouth=mouth, matrices=mats, neutral=neutral,
              target=(mouth - neutral).reshape(n, -1), meta={"factor": factor})
-    cleaned = tr.pose_cleaned([c], model.reference)[0]
+    cleaned = tr.pose_cleaned([c])[0]
     jaw = lambda t: t.reshape(n, rep.N_POINTS, 3)[:, JAW_SLOTS, 0].var(0).sum()
     assert jaw(cleaned.target) < 0.2 * jaw(c.target)
     np.testing.assert_allclose(cleaned.aperture, c.aperture, atol=1e-6)

@@ -44,6 +44,7 @@ class Clip:
     raw: np.ndarray        # (N, 478, 3) landmarks, NaN outside KEEP and where untracked
     tracked: float = 1.0
     mouth: np.ndarray | None = None     # (N, K, 3) canonical, gaps filled
+    matrices: np.ndarray | None = None  # (N, 2, 3) pixel -> canonical similarity per frame
     neutral: np.ndarray | None = None   # (K, 3)
     target: np.ndarray | None = None    # (N, P) smoothed offsets from neutral
     meta: dict = field(default_factory=dict)
@@ -209,7 +210,7 @@ def filled_track(clip: Clip) -> np.ndarray:
 def canonicalise(clip: Clip, ref: np.ndarray, smooth: int = 5) -> Clip:
     """Fill gaps, align, estimate neutral, set smoothed offsets as the target."""
     raw = filled_track(clip)
-    mouth, _, factor = rep.to_canonical(raw, ref)
+    mouth, clip.matrices, factor = rep.to_canonical(raw, ref)
     clip.mouth = mouth
     clip.neutral = rep.neutral_shape(mouth)
     off = (mouth - clip.neutral).reshape(clip.n, -1)

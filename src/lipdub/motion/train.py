@@ -349,7 +349,7 @@ def main(argv=None) -> int:
         offsets_path = Path(args.offsets)
         table = json.loads(offsets_path.read_text())
     # Training targets only (held-out clips are scored on their own aperture, which this keeps).
-    base = tr.pose_cleaned(clips, ref) if cfg.pose_clean else clips
+    base = tr.pose_cleaned(clips) if cfg.pose_clean else clips
     train_clips = of.apply_offsets(base, table)
     skip = of.excluded(table)
     speed = speed_views(base, table, args.speed, args.cache / "clips")

@@ -187,9 +187,10 @@ def speaker_scaled(clips, speech_of) -> list:
     return out
 
 
-def pose_cleaned(clips, ref: np.ndarray) -> list:
-    """Copies of ``clips`` whose targets lack the part of the mouth's offsets that each clip's
-    head pose explains (every point, none of the inner-lip gap: the aperture is unchanged)."""
+def pose_cleaned(clips) -> list:
+    """Copies of canonicalised ``clips`` whose targets lack the part of the mouth's offsets that
+    each clip's head pose explains (every point, none of the inner-lip gap: the aperture is
+    unchanged), from the alignment points and matrices ``dataset.canonicalise`` kept."""
     import copy
 
     from lipdub.face import STABLE_POINTS
@@ -198,9 +199,7 @@ def pose_cleaned(clips, ref: np.ndarray) -> list:
 
     out = []
     for c in clips:
-        track = filled_track(c)
-        _, matrices, factor = rep.to_canonical(track, ref)
-        pts = pose_points(track, matrices, factor, STABLE_POINTS)
+        pts = pose_points(filled_track(c), c.matrices, c.meta["factor"], STABLE_POINTS)
         part = pose_deformation(pts, c.mouth, c.neutral, jaw_only=False)
         cleaned = copy.copy(c)
         cleaned.target = (c.target - part.reshape(c.n, -1)).astype(np.float32)
