@@ -79,6 +79,16 @@ def speech_of(wav: Path, n: int) -> np.ndarray:
     return speech_mask_of(voice_activity(load_audio(wav), FPS, n))
 
 
+def mouth_range(aperture: np.ndarray, speech: np.ndarray) -> dict:
+    """Mean, 90th percentile, share clearly open (``OPEN``) and share closed (at most 0.1 of the
+    90th percentile, as closure recall counts closures) of a video's aperture during speech."""
+    g = aperture[speech & np.isfinite(aperture)]
+    p90 = float(np.percentile(g, 90))
+    return {"mean": round(float(g.mean()), 3), "p90": round(p90, 3),
+            "open_share": round(float((g >= OPEN).mean()), 3),
+            "closed_share": round(float((g <= 0.1 * p90).mean()), 3)}
+
+
 def target_aperture(avatar, wav: Path, opts: dict) -> np.ndarray:
     """Gap / width of the motion stage's target landmarks on the template frames, per output
     frame: what the renderer is asked to draw, before it draws it."""
@@ -158,7 +168,8 @@ def export_fold_model(run_dir: Path, k: int, out: Path, data) -> Path:
     return out
 
 
-def render_ablation(no_pose_part: bool, opening_weight: float | None) -> dict:
+def render_ablation(no_pose_part: bool, opening_weight: float | None,
+                    whole_frame_gain: bool = False) -> dict:
     """Switch render pieces off for this process (an ablation, never the product's setting)."""
     import importlib
 
@@ -171,7 +182,13 @@ def render_ablation(no_pose_part: bool, opening_weight: float | None) -> dict:
             (len(mouth),) + np.shape(mouth)[1:], np.float32)
     if opening_weight is not None:
         reference.OPENING_WEIGHT = float(opening_weight)
-    return {"pose_part": not no_pose_part, "opening_weight": reference.OPENING_WEIGHT}
+    if whole_frame_gain:  # the amplitude map's factor on the whole frame, as before session 8
+        from dataclasses import replace
+
+        inner = calibration.calibrate
+        calibration.calibrate = lambda *a, **k: replace(inner(*a, **k), opening=None)
+    return {"pose_part": not no_pose_part, "opening_weight": reference.OPENING_WEIGHT,
+            "opening_pattern": not whole_frame_gain}
 
 
 def main(argv=None) -> int:
@@ -187,14 +204,17 @@ def main(argv=None) -> int:
     ap.add_argument("--dub-for", nargs="*", default=["data/mimictalk_German_20s.mp4"])
     ap.add_argument("--no-voice-match", dest="match_voice", action="store_false",
                     help="generate with the avatar's map as fitted on its own voice (GenerateOptions.match_voice=False)")
-    # Render ablations (what the session-7 render choice was measured against):
+    # Render ablations (what the session-7 and -8 render choices were measured against):
     ap.add_argument("--no-pose-part", action="store_true",
                     help="put the neutral jaw line on every template frame (no lipdub.motion.pose part)")
     ap.add_argument("--opening-weight", type=float,
                     help="retrieval weight of the inner lips' opening (reference.OPENING_WEIGHT)")
+    ap.add_argument("--whole-frame-gain", action="store_true",
+                    help="scale each frame's whole mouth by the amplitude map's factor at its aperture "
+                         "(no opening pattern: calibrate.apply before session 8)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args(argv)
-    render = render_ablation(args.no_pose_part, args.opening_weight)
+    render = render_ablation(args.no_pose_part, args.opening_weight, args.whole_frame_gain)
     if not (SHARED / "data").is_dir():
         print(json.dumps({"skipped": f"{SHARED / 'data'} not present (development machines only)"}))
         return 0
@@ -238,6 +258,8 @@ def main(argv=None) -> int:
         own = video_aperture(train_mp4)
         entry["own_range"] = {"mean": round(float(np.nanmean(own)), 3),
                               "p90": round(float(np.nanpercentile(own, 90)), 3)}
+        # The same measures as the dub's below (during speech): the fair comparison.
+        entry["own_speech"] = mouth_range(own, speech_of(train_mp4, len(own)))
         out = lipdub.generate(avatar, test_wav, work / "self.mp4", **opts)
         # The held-out piece is A's own tail, its audio and video cut at the same time from the
         # same file: A's offset applies to it as to the whole clip.
@@ -263,12 +285,8 @@ def main(argv=None) -> int:
         if args.dub_audio and rel in args.dub_for:
             out = lipdub.generate(avatar, args.dub_audio, work / f"dub_{args.dub_audio.stem}.mp4", **opts)
             gen = video_aperture(Path(out))
-            sp = speech_of(args.dub_audio, len(gen))
-            g = gen[sp & np.isfinite(gen)]
             entry["dub"] = {"audio": args.dub_audio.name, "video": _rel(Path(out)),
-                            "mean": round(float(g.mean()), 3), "p90": round(float(np.percentile(g, 90)), 3),
-                            "open_share": round(float((g >= OPEN).mean()), 3),
-                            "closed_share": round(float((g <= 0.1 * np.percentile(g, 90)).mean()), 3)}
+                            **mouth_range(gen, speech_of(args.dub_audio, len(gen)))}
         results.append(entry)
         print(json.dumps(entry), file=sys.stderr, flush=True)
     cross = [r for e in results for r in e["cross"]]

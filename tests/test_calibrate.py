@@ -266,3 +266,67 @@ def test_voice_match_leaves_identity_maps_alone(model):
                 fit_amplitude_map(np.zeros(200), np.zeros(200), source="avatar")):
         cal = calibrate(track, model, amplitude=amp)
         assert match_voice(cal, feats, model) is cal, amp.source
+
+
+def test_opening_pattern_is_one_unit_of_aperture_and_finds_the_planted_pattern():
+    rng = np.random.default_rng(3)
+    pattern = rng.normal(0, 0.1, (rep.N_POINTS, 3)).astype(np.float32)
+    pattern /= float(rep.aperture(pattern.reshape(-1)))       # one unit of aperture
+    other = rng.normal(0, 0.1, (rep.N_POINTS, 3)).astype(np.float32)
+    other -= float(rep.aperture(other.reshape(-1))) * pattern  # a shape change that does not open
+    a = rng.gamma(2.0, 0.05, 3000)
+    b = rng.normal(0, 1, 3000)                                 # independent of the opening
+    frames = a[:, None] * pattern.reshape(-1) + b[:, None] * other.reshape(-1)
+    d = rep.opening_pattern([frames[:1000], frames[1000:]])
+    assert float(rep.aperture(d.reshape(-1))) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(d, pattern, atol=0.02 * np.abs(pattern).max())
+    with pytest.raises(ValueError):
+        rep.opening_pattern([np.zeros((10, rep.N_DIMS))])
+
+
+def test_a_closing_frame_keeps_its_shape_at_the_avatars_typical_gain(model):
+    """Near closure the map's factor f(a)/a can reach MAX_GAIN: the frame's shape is scaled by at
+    most the map's typical factor and the rest of the opening is made along the opening pattern,
+    so a closing mouth's spread is not blown up with it."""
+    from dataclasses import replace
+
+    from lipdub.motion.calibrate import MAX_GAIN
+
+    assert model.opening is not None and model.opening.shape == (rep.N_POINTS, 3)
+    n = 2
+    track = face_track(model, n)
+    # Steep near closure (a predicted 0.01 is a real 0.05), about 1x at typical openings.
+    amp = AmplitudeMap((0.01, 0.1, 0.2), (0.05, 0.1, 0.2), "test")
+    assert amp.typical_gain() == pytest.approx(1.0)
+    cal = calibrate(track, model, amplitude=amp)
+    spread = np.zeros((rep.N_POINTS, 3), np.float32)
+    spread[:, 0] = np.sign(model.neutral[:, 0] - model.neutral[:, 0].mean()) * 0.02
+    spread -= float(rep.aperture(spread.reshape(-1))) * model.opening
+    off = np.stack([0.004 * model.opening + spread, 0.15 * model.opening + spread])
+    opts = CalibrationOptions(motion_smooth=0)
+    assert amp.gains(rep.aperture(off.reshape(n, -1)))[0] == pytest.approx(MAX_GAIN)
+    new = apply(cal, off, np.arange(n), opts)
+    old = apply(replace(cal, opening=None), off, np.arange(n), opts)
+    def width(lm):  # pixels, across all mouth and jaw points
+        return np.ptp(lm[:, list(rep.MOUTH_POINTS), 0], axis=1)
+
+    def gap(lm):
+        return np.asarray([_inner_gap(x) for x in lm])
+
+    # The same opening either way; the whole-frame factor also spread the closing mouth 3x.
+    np.testing.assert_allclose(gap(new), gap(old), atol=0.05)
+    neutral_width = width(track)[0]
+    assert width(new)[0] - neutral_width < 0.5 * (width(old)[0] - neutral_width)
+    # At a typical opening the factor is ~1 and both agree.
+    assert width(new)[1] == pytest.approx(width(old)[1], rel=0.02)
+    # A map that shrinks near closure (factor 0.1 there) shrinks the whole closing frame, as before.
+    shrink = calibrate(track, model, amplitude=AmplitudeMap((0.02, 0.1, 0.2), (0.002, 0.1, 0.2), "test"))
+    np.testing.assert_allclose(apply(shrink, off, np.arange(n), opts),
+                               apply(replace(shrink, opening=None), off, np.arange(n), opts), atol=1e-3)
+
+
+def _inner_gap(landmarks: np.ndarray) -> float:
+    """Mean vertical gap of the inner-lip pairs, pixels."""
+    from lipdub.face import INNER_LIP_PAIRS
+
+    return float(np.mean([landmarks[d, 1] - landmarks[u, 1] for u, d in INNER_LIP_PAIRS]))

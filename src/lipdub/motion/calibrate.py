@@ -5,8 +5,12 @@ Three steps per output frame:
    the avatar's own real one, fitted during speech: for footage with speech, on the avatar's own
    audio and tracked mouth (``fit_avatar_map``, cached in the avatar folder); for photos, silent
    or near-static footage, the corpus map shipped in the model manifest (fitted the same way on
-   held-out predictions of the training speakers). The map fixes the aperture; all lip/jaw offsets
-   of the frame are scaled by the same factor, so the jaw drops with the lips. ``f(0) = 0``: silence
+   held-out predictions of the training speakers). The map fixes the aperture: the frame's whole
+   shape is scaled by the map's factor ``f(a) / a`` at its aperture, but by no more than the map's
+   typical factor, and the rest of the opening is made along the model's opening pattern (how
+   mouths move as they open: the jaw drops with the lips). Near closure ``f(a) / a`` reaches
+   ``MAX_GAIN``, and scaling a closing mouth's whole shape by it drew lips pressed or spread
+   three times as far as predicted. ``f(0) = 0``: silence
    (gated to zero offsets) stays at the neutral mouth, and low predicted apertures map to the real
    mouth's closures (p/b/m close fully). Then the user's ``mouth_scale``;
 2. shape: the scaled offsets are added to the avatar's *own* neutral closed mouth (measured from
@@ -81,6 +85,11 @@ class AmplitudeMap:
         g = np.where(a > 1e-6, self(safe) / safe, low)
         return np.clip(g, 0.0, MAX_GAIN).astype(np.float32)
 
+    def typical_gain(self) -> float:
+        """The factor at the median of the map's inputs (a typical speech aperture): at most this
+        scales a frame's shape besides its opening (``apply``)."""
+        return float(self.gains(np.array([float(np.median(self.x))]))[0])
+
     def to_dict(self) -> dict:
         return {"x": [round(float(v), 6) for v in self.x], "y": [round(float(v), 6) for v in self.y],
                 "source": self.source}
@@ -150,6 +159,7 @@ class Calibration:
     amplitude: AmplitudeMap = field(default_factory=AmplitudeMap)
     gain: float = 1.0        # a constant factor on top of the map (kept for callers that set it)
     pose: np.ndarray | None = None  # (M, K, 3) each frame's pose part of its mouth (``pose.py``)
+    opening: np.ndarray | None = None  # (K, 3) the model's offsets per unit of aperture
 
     @property
     def n_frames(self) -> int:
@@ -183,7 +193,8 @@ def calibrate(landmarks: np.ndarray, model, match_range: bool = True,
         amp = amplitude
     else:
         amp = AmplitudeMap.from_dict(amplitude or model.manifest.get("corpus_amplitude_map"))
-    return Calibration(lm, matrices, factor, neutral.astype(np.float32), amp, pose=pose_part)
+    return Calibration(lm, matrices, factor, neutral.astype(np.float32), amp, pose=pose_part,
+                       opening=getattr(model, "opening", None))
 
 
 def fit_avatar_map(features, landmarks: np.ndarray, model, smooth: float = 1.0,
@@ -354,8 +365,20 @@ def apply(cal: Calibration, offsets: np.ndarray, frame_indices: np.ndarray | Non
     if len(idx) != n:
         raise ValueError(f"{len(idx)} frame indices for {n} motion frames")
     off = smooth_motion(off, options.motion_smooth)
-    gain = cal.amplitude.gains(rep.aperture(off.reshape(n, -1))) if options.match_range else np.ones(n, np.float32)
-    off = off * (gain * (cal.gain * options.mouth_scale))[:, None, None]
+    scale = cal.gain * options.mouth_scale
+    if options.match_range:
+        ap = rep.aperture(off.reshape(n, -1))
+        gain = cal.amplitude.gains(ap)
+        if cal.opening is None:
+            off = off * (gain * scale)[:, None, None]
+        else:
+            # The same aperture as scaling the whole frame by ``gain``; the rest of the shape is
+            # scaled by ``gain`` too, but never by more than the map's typical factor.
+            rest = np.minimum(gain, cal.amplitude.typical_gain())
+            off = scale * (rest[:, None, None] * off
+                           + ((gain - rest) * ap)[:, None, None] * cal.opening[None])
+    else:
+        off = off * scale
     off = rep.limit_closing(off, cal.neutral)
     # Each template frame keeps the pose part of its own mouth shape: the new mouth sits where
     # that frame's head pose puts one, not where a frontal neutral would.

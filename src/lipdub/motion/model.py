@@ -97,6 +97,10 @@ class MotionModel:
         self.reference = rep.ref_from_stable(manifest["reference_stable_points"])
         self.neutral = np.asarray(manifest["generic_neutral"], np.float32).reshape(rep.N_POINTS, 3)
         self.typical_open = float(manifest["typical_open"])
+        # How the training mouths move per unit of aperture (``representation.opening_pattern``);
+        # models exported before it was recorded have none (calibration then scales whole frames).
+        pattern = manifest.get("opening_pattern")
+        self.opening = None if pattern is None else np.asarray(pattern, np.float32).reshape(rep.N_POINTS, 3)
         if tuple(manifest["mouth_points"]) != rep.MOUTH_POINTS:
             raise MissingDependencyError("motion model manifest lists other mouth points than this lipdub")
         from lipdub.audio.features import front_end

@@ -48,6 +48,22 @@ def aperture(mouth: np.ndarray) -> np.ndarray:
     return np.asarray(mouth, dtype=np.float32) @ aperture_vector()
 
 
+def opening_pattern(offsets: list[np.ndarray], weights: list[np.ndarray] | None = None) -> np.ndarray:
+    """``(K, 3)`` offsets per unit of aperture: the least-squares ``d`` in ``offsets ≈ a * d`` over
+    all frames (``a`` each frame's aperture, ``weights`` per frame), so ``aperture(d) == 1``.
+
+    It is how a mouth moves as it opens (the jaw drops with the lower lip), averaged over what the
+    frames do besides: calibration moves a frame's opening along it (``calibrate.apply``).
+    """
+    y = np.concatenate([np.asarray(o, np.float64).reshape(len(o), -1) for o in offsets])
+    w = np.ones(len(y)) if weights is None else np.concatenate([np.asarray(v, np.float64) for v in weights])
+    a = y @ aperture_vector().astype(np.float64)
+    denom = float((w * a * a).sum())
+    if denom <= 0:
+        raise ValueError("opening_pattern needs frames whose aperture varies")
+    return ((w * a) @ y / denom).reshape(N_POINTS, 3).astype(np.float32)
+
+
 def limit_closing(offsets: np.ndarray, neutral: np.ndarray) -> np.ndarray:
     """Offsets ``(N, K, 3)`` from ``neutral``, each frame scaled down (whole, so the mouth keeps its
     shape) where it would close the inner lips past the point where they meet.

@@ -153,26 +153,33 @@ def mean_best_lag(clips, oof: dict, by_speaker: bool = True, max_lag: int = 2) -
     return float(np.mean(vals)) if vals else 0.0
 
 
-def corpus_map(clips, oof: dict) -> dict:
-    """Corpus amplitude map: out-of-fold predicted → real apertures during speech, all speakers."""
-    from lipdub.motion.calibrate import fit_amplitude_map
-
-    pred, real, weight = [], [], []
+def _speech_weighted(clips):
+    """(clip, speech mask, per-frame weight) of the clips with speech; each speaker weighs the
+    same, however many clips (GRID s1 has 250)."""
     counts: dict[str, int] = {}
     for c in clips:
         counts[c.speaker] = counts.get(c.speaker, 0) + 1
     for c in clips:
-        if c.name not in oof:
-            continue
         speech = of.speech_mask_of(c.vad)
-        if speech.sum() < 5:
-            continue
-        pred.append(rep.aperture(oof[c.name])[speech])
-        real.append(c.aperture[speech])
-        # Each speaker weighs the same, however many clips (GRID s1 has 250).
-        weight.append(np.full(int(speech.sum()), 1.0 / (counts[c.speaker] * speech.sum())))
-    return fit_amplitude_map(np.concatenate(pred), np.concatenate(real),
-                             weights=np.concatenate(weight)).to_dict()
+        if speech.sum() >= 5:
+            yield c, speech, np.full(int(speech.sum()), 1.0 / (counts[c.speaker] * speech.sum()))
+
+
+def corpus_map(clips, oof: dict) -> dict:
+    """Corpus amplitude map: out-of-fold predicted → real apertures during speech, all speakers."""
+    from lipdub.motion.calibrate import fit_amplitude_map
+
+    rows = [(c, speech, w) for c, speech, w in _speech_weighted(clips) if c.name in oof]
+    return fit_amplitude_map(np.concatenate([rep.aperture(oof[c.name])[s] for c, s, _ in rows]),
+                             np.concatenate([c.aperture[s] for c, s, _ in rows]),
+                             weights=np.concatenate([w for *_, w in rows])).to_dict()
+
+
+def corpus_opening_pattern(clips) -> list:
+    """How the training speakers' mouths move per unit of aperture during speech
+    (``representation.opening_pattern``), as the manifest's ``(K, 3)`` list."""
+    rows = list(_speech_weighted(clips))
+    return rep.opening_pattern([c.target[s] for c, s, _ in rows], [w for *_, w in rows]).round(5).tolist()
 
 
 def export(nets, path: Path, manifest: dict) -> None:
@@ -226,7 +233,8 @@ def model_manifest(clips, ref, cfg, data_manifest, table, *, members, seed, dela
         "output": "canonical offsets from neutral (inter-ocular units), flattened (K, 3)",
         "reference_stable_points": rep.stable_ref(ref),
         "generic_neutral": np.mean([c.neutral for c in clips], axis=0).round(5).tolist(),
-        "typical_open": float(np.median(opening)), "members": members, "seed": seed,
+        "typical_open": float(np.median(opening)), "opening_pattern": corpus_opening_pattern(clips),
+        "members": members, "seed": seed,
         "front_end": front or front_end(),
         "delay_frames": int(delay), "corpus_amplitude_map": amp_map,
         "train_config": cfg.to_dict(), "offsets": table, "command": command, "data": data_manifest,
