@@ -132,8 +132,9 @@ def test_speaker_scaling_gives_every_speaker_the_median_spread_within_limits():
 
 
 def test_every_loss_term_together_still_learns_a_learnable_mouth():
-    """A small net with the correlation, spread, closure and velocity terms all on still fits a
-    mouth that follows its input (a term that breaks the loss or its gradient would not)."""
+    """A small net with the correlation, spread, closure, velocity and speaker-adversarial terms
+    all on still fits a mouth that follows its input (a term that breaks the loss or its gradient
+    would not)."""
     from lipdub.motion import representation as rep
 
     rng = np.random.default_rng(0)
@@ -149,7 +150,7 @@ def test_every_loss_term_together_still_learns_a_learnable_mouth():
         clips.append(c)
     cfg = tr.TrainConfig(steps=150, batch=8, window=32, width=32, dilations=(1, 2), n_code=4,
                          corr_weight=3.0, spread_weight=1.0, closure_weight=1.0, velocity_weight=1.0,
-                         time_mask=0)
+                         adversary_weight=0.1, time_mask=0)
     net = tr.fit(clips, cfg, seed=0)
     r = [tr.pearson(rep.aperture(tr.predict(net, c.x)), c.aperture) for c in clips]
     assert np.mean(r) > 0.6

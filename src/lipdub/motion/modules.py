@@ -54,14 +54,21 @@ class MotionNet(nn.Module):
         self.out = nn.Conv1d(width, n_code, 1)
         self.receptive_field = sum(d * (kernel - 1) // 2 for d in dilations)
 
-    def code(self, x: torch.Tensor) -> torch.Tensor:
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, F) → (B, width, T - 2R): the states the output layer reads."""
         x = (x - self.mu) / self.sd
         h = self.inp(self.in_drop(x.transpose(1, 2)))
-        h = self.blocks(torch.nn.functional.gelu(h))
-        return self.out(h).transpose(1, 2)
+        return self.blocks(torch.nn.functional.gelu(h))
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        """States from :meth:`hidden` → (B, T - 2R, P) canonical mouth offsets."""
+        return self.out(h).transpose(1, 2) @ self.basis + self.mean
+
+    def code(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.hidden(x)).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.code(x) @ self.basis + self.mean
+        return self.decode(self.hidden(x))
 
 
 class Ensemble(nn.Module):

@@ -79,7 +79,8 @@ def config_from(args) -> tr.TrainConfig:
                           in_dropout=args.in_dropout, weight_decay=args.weight_decay,
                           noise=args.noise, lr=args.lr, window=args.window, n_code=args.n_code,
                           closure_weight=args.closure_weight, velocity_weight=args.velocity_weight,
-                          target_scale=args.target_scale, pose_clean=args.pose_clean)
+                          target_scale=args.target_scale, pose_clean=args.pose_clean,
+                          adversary_weight=args.adversary_weight)
 
 
 def save_run(run_dir: Path, oof, shuffled, nets_by_fold, meta: dict, states=None) -> None:
@@ -305,6 +306,9 @@ def main(argv=None) -> int:
                     help="train on targets less the part each clip's head pose explains")
     ap.add_argument("--n-code", type=int, default=tr.TrainConfig.n_code,
                     help="PCA components of the mouth the network predicts")
+    ap.add_argument("--adversary-weight", type=float, default=tr.TrainConfig.adversary_weight,
+                    help="weight of a speaker-adversarial term: the net pays where a probe reading "
+                         "the training speaker from its states is sure")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = config_from(args)

@@ -7,7 +7,8 @@ viewer) care about *when* the mouth opens and closes. Two *spread* terms fight t
 the mean directly: per window, the predicted aperture's standard deviation and the standard
 deviation of its frame-to-frame velocity must match the real mouth's (``spread_weight``); an
 uncertain model can no longer hide in a half-open average, and closures stay sharp. A *closure*
-term (``closure_weight``) penalises opening where the real lips are shut (p/b/m, pauses).
+term (``closure_weight``) penalises opening where the real lips are shut (p/b/m, pauses). An
+optional speaker-adversarial term (``adversary_weight``) asks the states to hide who is speaking.
 
 Sampling is balanced by speaker (one GRID speaker has 12 of the 16 minutes): each batch item draws
 a speaker uniformly, then one of its clips by length, then a window; with ``augment_p`` it reads
@@ -42,6 +43,10 @@ class TrainConfig:
     spread_weight: float = 0.0   # aperture std + velocity std matching per window (0 = v1 loss)
     closure_weight: float = 0.0  # penalty on opening where the real lips are closed (closure_miss)
     velocity_weight: float = 0.0  # per-window Pearson term on the aperture's frame-to-frame change
+    # Speaker-adversarial term: a linear probe learns the training speaker from the net's states,
+    # and the net is penalised where the probe is sure (confusion loss), so the states keep little
+    # of who is speaking.
+    adversary_weight: float = 0.0
     # "speaker": each training speaker's offsets scaled to the corpus's median aperture spread
     # (``speaker_scaled``), so the net need not guess a speaker's amplitude from the voice.
     target_scale: str = "none"
@@ -92,6 +97,7 @@ class Sampler:
         self.by_spk = by_spk
         self.padded = {id(c): _pad(c.x, r) for c in clips}
         self.views = {id(c): [_pad(v, r) for v in c.views] for c in clips}
+        self.last_speakers = None  # (size,) index into ``speakers`` of the last batch's items
 
     def batch(self, size: int, augment_p: float = 0.0):
         L, r = self.window, self.r
@@ -99,8 +105,10 @@ class Sampler:
         xs = np.zeros((size, L + 2 * r, self.padded[next(iter(self.padded))].shape[1]), np.float32)
         ys = np.zeros((size, L, P), np.float32)
         ms = np.zeros((size, L), np.float32)
+        speakers = torch.zeros(size, dtype=torch.long)
         for b in range(size):
-            clips = self.by_spk[self.speakers[self.rng.integers(len(self.speakers))]]
+            speakers[b] = int(self.rng.integers(len(self.speakers)))
+            clips = self.by_spk[self.speakers[int(speakers[b])]]
             lens = np.array([c.n for c in clips], np.float64)
             c = clips[self.rng.choice(len(clips), p=lens / lens.sum())]
             xp = self.padded[id(c)]
@@ -116,6 +124,7 @@ class Sampler:
                 xs[b] = _pad(xp, 0)[np.clip(np.arange(L + 2 * r), 0, len(xp) - 1)]
                 ys[b, :c.n] = c.target
                 ms[b, :c.n] = 1
+        self.last_speakers = speakers
         return torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(ms)
 
 
@@ -222,7 +231,12 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
     total_var = float(np.concatenate([c.target for c in clips]).var(0).sum())
     apv = torch.from_numpy(rep.aperture_vector())
     sampler = Sampler(clips, cfg.window, net.receptive_field, rng)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = [{"params": list(net.parameters())}]
+    probe = None
+    if cfg.adversary_weight:
+        probe = torch.nn.Linear(cfg.width, len(sampler.speakers))
+        groups.append({"params": list(probe.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     sd = net.sd
     net.train()
@@ -236,7 +250,17 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
                     w = int(rng.integers(1, cfg.time_mask + 1))
                     s = int(rng.integers(0, x.shape[1] - w))
                     x[b, s:s + w] = net.mu
-        pred = net(x)
+        if probe is None:
+            pred = net(x)
+        else:
+            h = net.hidden(x)
+            pred = net.decode(h)
+            pooled = h.mean(2)
+            # The probe learns the speaker from states it cannot change; the net is asked to
+            # leave it guessing (its output near uniform: bounded, unlike a reversed gradient).
+            probe_ce = torch.nn.functional.cross_entropy(probe(pooled.detach()), sampler.last_speakers)
+            guess = torch.nn.functional.linear(pooled, probe.weight.detach(), probe.bias.detach())
+            confusion = -torch.log_softmax(guess, dim=1).mean()
         mse = (((pred - y) ** 2).sum(-1) * m).sum() / m.sum().clamp(min=1) / total_var
         pa, ya = pred @ apv, y @ apv
         r = masked_pearson(pa, ya, m)
@@ -249,13 +273,16 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
             loss = loss + cfg.closure_weight * closure_miss(pa, ya, m)
         if cfg.velocity_weight:
             loss = loss + cfg.velocity_weight * (1 - masked_pearson(pa.diff(dim=1), ya.diff(dim=1), m2))
+        if probe is not None:
+            loss = loss + probe_ce + cfg.adversary_weight * confusion
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         sched.step()
         if log and (step % 250 == 0 or step == cfg.steps - 1):
-            log(f"step {step:5d} mse {mse.item():.3f} r {r.item():.3f}")
+            log(f"step {step:5d} mse {mse.item():.3f} r {r.item():.3f}"
+                + (f" speaker CE {probe_ce.item():.2f}" if probe is not None else ""))
     net.eval()
     return net
 
