@@ -64,9 +64,6 @@ class MotionNet(nn.Module):
         """States from :meth:`hidden` → (B, T - 2R, P) canonical mouth offsets."""
         return self.out(h).transpose(1, 2) @ self.basis + self.mean
 
-    def code(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.hidden(x)).transpose(1, 2)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.hidden(x))
 

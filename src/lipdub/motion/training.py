@@ -107,8 +107,8 @@ class Sampler:
         ms = np.zeros((size, L), np.float32)
         speakers = torch.zeros(size, dtype=torch.long)
         for b in range(size):
-            speakers[b] = int(self.rng.integers(len(self.speakers)))
-            clips = self.by_spk[self.speakers[int(speakers[b])]]
+            speakers[b] = k = int(self.rng.integers(len(self.speakers)))
+            clips = self.by_spk[self.speakers[k]]
             lens = np.array([c.n for c in clips], np.float64)
             c = clips[self.rng.choice(len(clips), p=lens / lens.sum())]
             xp = self.padded[id(c)]
