@@ -46,3 +46,22 @@ def test_runs_of_other_settings_or_shared_folds_do_not_merge(tmp_path):
     with pytest.raises(SystemExit, match="share test folds"):
         train.merge_runs([tmp_path / "a", tmp_path / "c"], tmp_path / "ac")
     assert not (tmp_path / "ab").exists() and not (tmp_path / "ac").exists()
+
+
+@pytest.mark.parametrize("flag", [["--phones"], ["--input-norm", "utterance"]])
+def test_inputs_the_shipped_model_cannot_make_are_refused_before_any_data_is_read(flag, tmp_path):
+    # The refusal comes first: --data points at a folder that does not exist.
+    with pytest.raises(SystemExit, match="cross-validation runs"):
+        train.main(["--members", "3", "--data", str(tmp_path / "none"), *flag])
+
+
+def test_fold_nets_load_with_the_input_width_they_were_trained_on(tmp_path):
+    from lipdub.motion import training as tr
+    from lipdub.motion.modules import MotionNet
+
+    cfg = tr.TrainConfig(width=8, dilations=(1,))
+    net = MotionNet(7, torch.zeros(4, 3), cfg.width, cfg.dilations)   # 7 inputs: not INPUT_DIM
+    (tmp_path / "r").mkdir()
+    torch.save({0: [net.state_dict()]}, tmp_path / "r" / "fold_nets.pt")
+    loaded = train.load_fold_nets(tmp_path / "r", cfg)[0][0]
+    assert loaded(torch.zeros(1, 20, 7)).shape == (1, 20 - 2 * net.receptive_field, 3)

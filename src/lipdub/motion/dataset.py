@@ -242,3 +242,27 @@ def build(roots: list[Path], cache_dir: Path, progress=None, limit: int | None =
     for clip in clips:
         canonicalise(clip, ref)
     return clips, ref, manifest
+
+
+def add_phone_tracks(clips: list[Clip], cache_dir: Path, progress=None) -> None:
+    """Insert each clip's PocketSphinx phone track (``lipdub.motion.phones``) into its inputs,
+    before the voice-activity column, which stays last; each augmented view gets the track of its
+    own augmented audio, so the phones are as noisy as the view. Cached per clip."""
+    from lipdub.audio import load_audio
+    from lipdub.motion import phones as ph
+    from lipdub.motion.augment import AUGMENT_VERSION, augmented_audio
+
+    with Progress(len(clips), "phone tracks", unit="clip", callback=progress) as bar:
+        for clip in clips:
+            def make(clip=clip):
+                audio = load_audio(clip.meta["path"])
+                out = {"clean": ph.phone_track(ph.phone_segments(audio), clip.n, FPS)}
+                for j in range(len(clip.views)):
+                    view = augmented_audio(audio, int(clip.sha256[:8], 16) + j)
+                    out[f"view{j}"] = ph.phone_track(ph.phone_segments(view), clip.n, FPS)
+                return out
+            name = f"{clip.sha256[:16]}.phones{ph.PHONES_VERSION}.{AUGMENT_VERSION}_{len(clip.views)}.npz"
+            tracks = _cached(cache_dir / name, make)
+            clip.x = np.insert(clip.x, [-1], tracks["clean"], axis=1)
+            clip.views = [np.insert(v, [-1], tracks[f"view{j}"], axis=1) for j, v in enumerate(clip.views)]
+            bar.update(1)

@@ -80,7 +80,7 @@ def config_from(args) -> tr.TrainConfig:
                           noise=args.noise, lr=args.lr, window=args.window, n_code=args.n_code,
                           closure_weight=args.closure_weight, velocity_weight=args.velocity_weight,
                           target_scale=args.target_scale, pose_clean=args.pose_clean,
-                          adversary_weight=args.adversary_weight)
+                          adversary_weight=args.adversary_weight, phones=args.phones)
 
 
 def save_run(run_dir: Path, oof, shuffled, nets_by_fold, meta: dict, states=None) -> None:
@@ -137,7 +137,7 @@ def load_fold_nets(run_dir: Path, cfg: tr.TrainConfig) -> dict[int, list[MotionN
     for k, sds in states.items():
         nets = []
         for sd in sds:
-            net = MotionNet(rep.INPUT_DIM, sd["basis"], cfg.width, tuple(cfg.dilations))
+            net = MotionNet(sd["mu"].shape[0], sd["basis"], cfg.width, tuple(cfg.dilations))
             net.load_state_dict(sd)
             nets.append(net.eval())
         out[int(k)] = nets
@@ -309,16 +309,24 @@ def main(argv=None) -> int:
     ap.add_argument("--adversary-weight", type=float, default=tr.TrainConfig.adversary_weight,
                     help="weight of a speaker-adversarial term: the net pays where a probe reading "
                          "the training speaker from its states is sure")
+    ap.add_argument("--phones", action="store_true",
+                    help="add PocketSphinx phone tracks to the input (cross-validation runs only; "
+                         "needs pip install pocketsphinx)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = config_from(args)
     if cfg.input_norm != "none" and (args.members or args.offsets == "search"):
         raise SystemExit("--input-norm is for cross-validation runs: use --members 0 and a saved "
                          "--offsets table (MotionModel does not normalise its input)")
+    if cfg.phones and (args.members or args.offsets == "search"):
+        raise SystemExit("--phones is for cross-validation runs: use --members 0 and a saved "
+                         "--offsets table (MotionModel does not compute phones)")
     command = "python -m lipdub.motion.train " + " ".join(sys.argv[1:] if argv is None else argv)
 
     clips, ref, data_manifest, fold_of, folds = load_data(args.data, args.cache, args.folds_file,
                                                           args.augment_views)
+    if cfg.phones:
+        ds.add_phone_tracks(clips, args.cache / "clips")
     # Each clip (and each augmented view) from its own input frames only, train and held-out alike.
     fn.normalise_clips(clips, cfg.input_norm, cfg.input_norm_seconds, ds.FPS, cfg.input_norm_parts)
     all_folds = sorted(set(fold_of.values()))

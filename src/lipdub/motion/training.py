@@ -66,6 +66,9 @@ class TrainConfig:
     input_norm: str = "none"
     input_norm_seconds: float = 4.0
     input_norm_parts: str = "whisper"   # or "whisper+mel"
+    # PocketSphinx phone tracks beside the other inputs (``lipdub.motion.phones``); as with
+    # ``input_norm``, only cross-validation runs may use them (inference does not compute them).
+    phones: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -222,7 +225,7 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
     rng = np.random.default_rng(seed)
     torch.set_num_threads(cfg.threads)
     mean, basis = pca([c.target for c in clips], cfg.n_code)
-    net = MotionNet(rep.INPUT_DIM, torch.from_numpy(basis), cfg.width, tuple(cfg.dilations),
+    net = MotionNet(clips[0].x.shape[1], torch.from_numpy(basis), cfg.width, tuple(cfg.dilations),
                     dropout=cfg.dropout, in_dropout=cfg.in_dropout)
     allx = np.concatenate([c.x for c in clips])
     net.mu.copy_(torch.from_numpy(allx.mean(0)))
