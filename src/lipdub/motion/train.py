@@ -311,7 +311,7 @@ def main(argv=None) -> int:
                          "the training speaker from its states is sure")
     ap.add_argument("--phones", action="store_true",
                     help="add PocketSphinx phone tracks to the input (cross-validation runs only; "
-                         "needs pip install pocketsphinx)")
+                         "needs the [phones] extra: pip install -e '.[phones]')")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = config_from(args)
