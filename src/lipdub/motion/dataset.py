@@ -123,6 +123,12 @@ def _cached(path: Path, make) -> dict[str, np.ndarray]:
     return data
 
 
+def view_seed(digest: str, j: int) -> int:
+    """Seed of augmented view ``j`` of the file with sha256 ``digest``: the same view every time,
+    for its features (``augmented_views``) and its phone track (``add_phone_tracks``) alike."""
+    return int(digest[:8], 16) + j
+
+
 def augmented_views(path: Path, digest: str, n: int, count: int, cache_dir: Path) -> list[np.ndarray]:
     """Model inputs of ``count`` augmented versions of the clip's audio (``lipdub.motion.augment``),
     each cached; view ``j`` of a file is always the same (its seed comes from the file's hash)."""
@@ -134,7 +140,7 @@ def augmented_views(path: Path, digest: str, n: int, count: int, cache_dir: Path
         def make(j=j):
             nonlocal audio
             audio = load_audio(path) if audio is None else audio
-            return {"x": clip_features(augmented_audio(audio, int(digest[:8], 16) + j), n)["x"]}
+            return {"x": clip_features(augmented_audio(audio, view_seed(digest, j)), n)["x"]}
         name = f"{digest[:16]}.aug{FEATURES_VERSION}.{AUGMENT_VERSION}_{j}.npz"
         views.append(_cached(cache_dir / name, make)["x"])
     return [v.astype(np.float32) for v in views]
@@ -258,7 +264,7 @@ def add_phone_tracks(clips: list[Clip], cache_dir: Path, progress=None) -> None:
                 audio = load_audio(clip.meta["path"])
                 out = {"clean": ph.phone_track(ph.phone_segments(audio), clip.n, FPS)}
                 for j in range(len(clip.views)):
-                    view = augmented_audio(audio, int(clip.sha256[:8], 16) + j)
+                    view = augmented_audio(audio, view_seed(clip.sha256, j))
                     out[f"view{j}"] = ph.phone_track(ph.phone_segments(view), clip.n, FPS)
                 return out
             name = f"{clip.sha256[:16]}.phones{ph.PHONES_VERSION}.{AUGMENT_VERSION}_{len(clip.views)}.npz"

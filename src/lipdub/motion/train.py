@@ -315,12 +315,13 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = config_from(args)
-    if cfg.input_norm != "none" and (args.members or args.offsets == "search"):
-        raise SystemExit("--input-norm is for cross-validation runs: use --members 0 and a saved "
-                         "--offsets table (MotionModel does not normalise its input)")
-    if cfg.phones and (args.members or args.offsets == "search"):
-        raise SystemExit("--phones is for cross-validation runs: use --members 0 and a saved "
-                         "--offsets table (MotionModel does not compute phones)")
+    # Inputs only training makes (MotionModel reads AudioFeatures as they are): never shipped.
+    training_only = [flag for flag, on in (("--input-norm", cfg.input_norm != "none"),
+                                           ("--phones", cfg.phones)) if on]
+    if training_only and (args.members or args.offsets == "search"):
+        raise SystemExit(f"{' and '.join(training_only)}: for cross-validation runs only; use "
+                         "--members 0 and a saved --offsets table (MotionModel does not normalise "
+                         "its input or compute phones)")
     command = "python -m lipdub.motion.train " + " ".join(sys.argv[1:] if argv is None else argv)
 
     clips, ref, data_manifest, fold_of, folds = load_data(args.data, args.cache, args.folds_file,
