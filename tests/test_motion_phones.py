@@ -57,3 +57,10 @@ def test_the_decoder_hears_phones_in_speech(speech_wav):
     speech = 1.0 - track[:, ph.PHONES.index("SIL")] - track[:, -1]
     assert speech.mean() > 0.5                     # espeak speaks almost throughout
     assert len(set(track.argmax(1))) >= 10         # many different phones, not one label
+
+
+def test_without_the_extra_the_decoder_asks_for_it_in_one_line(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "pocketsphinx", None)   # import fails
+    monkeypatch.setattr(ph, "_DECODER", [])
+    with pytest.raises(SystemExit, match=r"pip install -e \".\[phones\]\""):
+        ph.phone_segments(np.zeros(1600, np.float32))
