@@ -48,8 +48,9 @@ def test_runs_of_other_settings_or_shared_folds_do_not_merge(tmp_path):
     assert not (tmp_path / "ab").exists() and not (tmp_path / "ac").exists()
 
 
-@pytest.mark.parametrize("flag", [["--phones"], ["--input-norm", "utterance"]])
-def test_inputs_the_shipped_model_cannot_make_are_refused_before_any_data_is_read(flag, tmp_path):
+@pytest.mark.parametrize("flag", [["--phones"], ["--input-norm", "utterance"],
+                                  ["--speaker-share", "0.5"]])
+def test_training_only_options_are_refused_for_shipping_before_any_data_is_read(flag, tmp_path):
     # The refusal comes first: --data points at a folder that does not exist.
     with pytest.raises(SystemExit, match="cross-validation runs"):
         train.main(["--members", "3", "--data", str(tmp_path / "none"), *flag])

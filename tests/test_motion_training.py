@@ -38,10 +38,20 @@ def test_windows_pair_input_and_target_frames():
     c = clip("a", "s1", 60, 0.0)
     c.x = np.arange(60, dtype=np.float32)[:, None].repeat(4, 1)
     sampler = tr.Sampler([c], window=16, r=3, rng=np.random.default_rng(2))
-    x, y, m = (t.numpy() for t in sampler.batch(8))
+    x, y, m, _ = (t.numpy() for t in sampler.batch(8))
     # Input frame r + k (after the left context) is the frame whose target is y[k].
     np.testing.assert_array_equal(x[:, 3:-3, 0], y[:, :, 0])
     assert m.all()
+
+
+def test_each_window_comes_with_its_speaker():
+    a, b = clip("a", "s1", 40, 0.0), clip("b", "s2", 40, 0.0)
+    a.x[:], b.x[:] = 1.0, 2.0
+    sampler = tr.Sampler([b, a], window=8, r=2, rng=np.random.default_rng(0))
+    x, _, _, speakers = sampler.batch(32)
+    assert sampler.speakers == ["s1", "s2"]
+    np.testing.assert_array_equal(x[:, 0, 0].numpy(), speakers.numpy() + 1.0)
+    assert set(speakers.tolist()) == {0, 1}
 
 
 def test_shifting_a_clip_shifts_its_views_with_its_audio():

@@ -77,6 +77,20 @@ def build_fold_file(roots: list[Path], path: Path, k: int = DEFAULT_K, seed: int
     return table
 
 
+def speaker_share(fold_of: dict[str, int], share: float, seed: int = 0) -> set[str]:
+    """The speakers a learning-curve run keeps: ``share`` of each fold's (at least one), drawn by
+    a seeded shuffle, so every training set shrinks alike and held-out folds stay whole."""
+    if not 0 < share <= 1:
+        raise ValueError(f"speaker share must be in (0, 1], got {share}")
+    rng = np.random.default_rng(seed)
+    kept = set()
+    for k in sorted(set(fold_of.values())):
+        order = sorted(s for s, f in fold_of.items() if f == k)
+        rng.shuffle(order)
+        kept.update(order[:max(1, round(share * len(order)))])
+    return kept
+
+
 def load_folds(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 

@@ -112,7 +112,7 @@ def save_run(run_dir: Path, oof, shuffled, nets_by_fold, meta: dict, states=None
 def merge_runs(run_dirs: list[Path], out: Path) -> None:
     """One run from runs of the same configuration over disjoint test folds."""
     metas = [json.loads((d / "meta.json").read_text()) for d in run_dirs]
-    same = ("config", "train_folds", "offsets", "members", "front_end")
+    same = ("config", "train_folds", "offsets", "members", "front_end", "speaker_share")
     for m, d in zip(metas[1:], run_dirs[1:]):
         if any(m.get(k) != metas[0].get(k) for k in same):
             raise SystemExit(f"{d} was trained with other settings than {run_dirs[0]}")
@@ -150,7 +150,7 @@ def mean_best_lag(clips, oof: dict, by_speaker: bool = True, max_lag: int = 2) -
     for c in clips:
         if c.name in oof:
             lags.setdefault(c.speaker, []).append(tr.best_lag(rep.aperture(oof[c.name]), c.aperture, max_lag)[0])
-    vals = [np.mean(v) for v in lags.values()] if by_speaker else sum(lags.values(), [])
+    vals = [np.mean(v) for v in lags.values()] if by_speaker else [lag for v in lags.values() for lag in v]
     return float(np.mean(vals)) if vals else 0.0
 
 
@@ -312,16 +312,23 @@ def main(argv=None) -> int:
     ap.add_argument("--phones", action="store_true",
                     help="add PocketSphinx phone tracks to the input (cross-validation runs only; "
                          "needs the [phones] extra: pip install -e '.[phones]')")
+    ap.add_argument("--speaker-share", type=float, default=1.0,
+                    help="learning curve: train on this share of each fold's speakers (seeded by "
+                         "--speaker-seed; held-out clips are all still predicted; cross-validation "
+                         "runs only)")
+    ap.add_argument("--speaker-seed", type=int, default=0)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = config_from(args)
-    # Inputs only training makes (MotionModel reads AudioFeatures as they are): never shipped.
+    # Inputs only training makes (MotionModel reads AudioFeatures as they are) and learning-curve
+    # subsets: never shipped.
     training_only = [flag for flag, on in (("--input-norm", cfg.input_norm != "none"),
-                                           ("--phones", cfg.phones)) if on]
+                                           ("--phones", cfg.phones),
+                                           ("--speaker-share", args.speaker_share < 1)) if on]
     if training_only and (args.members or args.offsets == "search"):
         raise SystemExit(f"{' and '.join(training_only)}: for cross-validation runs only; use "
                          "--members 0 and a saved --offsets table (MotionModel does not normalise "
-                         "its input or compute phones)")
+                         "its input or compute phones, and ships trained on every speaker)")
     command = "python -m lipdub.motion.train " + " ".join(sys.argv[1:] if argv is None else argv)
 
     clips, ref, data_manifest, fold_of, folds = load_data(args.data, args.cache, args.folds_file,
@@ -374,6 +381,11 @@ def main(argv=None) -> int:
     train_clips = of.apply_offsets(base, table)
     skip = of.excluded(table)
     speed = speed_views(base, table, args.speed, args.cache / "clips")
+    if args.speaker_share < 1:
+        kept = fl.speaker_share(fold_of, args.speaker_share, args.speaker_seed)
+        skip = skip | {c.name for c in clips if c.speaker not in kept}
+        log(f"speaker share {args.speaker_share}: {len(kept)} of {len(set(fold_of))} speakers "
+            "kept for training")
     if cfg.target_scale == "speaker":  # training targets only: held-out clips keep their own
         scaled = tr.speaker_scaled([*train_clips, *speed], lambda c: of.speech_mask_of(c.vad))
         train_clips, speed = scaled[:len(train_clips)], scaled[len(train_clips):]
@@ -389,7 +401,7 @@ def main(argv=None) -> int:
         save_run(args.cache / "runs" / args.run, oof, shuf, nets,
                  {"config": cfg.to_dict(), "test_folds": test, "train_folds": train_folds,
                   "offsets": str(offsets_path) if table else None, "members": args.cv_members,
-                  "command": command})
+                  "speaker_share": [args.speaker_share, args.speaker_seed], "command": command})
         log(f"run {args.run}: out-of-fold predictions for {len(oof)} clips saved")
 
     if args.members:

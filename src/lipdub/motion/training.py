@@ -100,9 +100,9 @@ class Sampler:
         self.by_spk = by_spk
         self.padded = {id(c): _pad(c.x, r) for c in clips}
         self.views = {id(c): [_pad(v, r) for v in c.views] for c in clips}
-        self.last_speakers = None  # (size,) index into ``speakers`` of the last batch's items
 
     def batch(self, size: int, augment_p: float = 0.0):
+        """(inputs, targets, mask, speaker of each item: its index into ``speakers``)."""
         L, r = self.window, self.r
         P = self.by_spk[self.speakers[0]][0].target.shape[1]
         xs = np.zeros((size, L + 2 * r, self.padded[next(iter(self.padded))].shape[1]), np.float32)
@@ -127,8 +127,7 @@ class Sampler:
                 xs[b] = _pad(xp, 0)[np.clip(np.arange(L + 2 * r), 0, len(xp) - 1)]
                 ys[b, :c.n] = c.target
                 ms[b, :c.n] = 1
-        self.last_speakers = speakers
-        return torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(ms)
+        return torch.from_numpy(xs), torch.from_numpy(ys), torch.from_numpy(ms), speakers
 
 
 def masked_pearson(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -244,7 +243,7 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
     sd = net.sd
     net.train()
     for step in range(cfg.steps):
-        x, y, m = sampler.batch(cfg.batch, cfg.augment_p)
+        x, y, m, speakers = sampler.batch(cfg.batch, cfg.augment_p)
         # Augment in normalised units: Gaussian noise and short time masks (set to the mean).
         x = x + cfg.noise * torch.randn_like(x) * sd
         if cfg.time_mask:
@@ -261,7 +260,7 @@ def fit(clips, cfg: TrainConfig, seed: int = 0, log=None) -> MotionNet:
             pooled = h.mean(2)
             # The probe learns the speaker from states it cannot change; the net is asked to
             # leave it guessing (its output near uniform: bounded, unlike a reversed gradient).
-            probe_ce = torch.nn.functional.cross_entropy(probe(pooled.detach()), sampler.last_speakers)
+            probe_ce = torch.nn.functional.cross_entropy(probe(pooled.detach()), speakers)
             guess = torch.nn.functional.linear(pooled, probe.weight.detach(), probe.bias.detach())
             confusion = -torch.log_softmax(guess, dim=1).mean()
         mse = (((pred - y) ** 2).sum(-1) * m).sum() / m.sum().clamp(min=1) / total_var
