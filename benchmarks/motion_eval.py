@@ -48,11 +48,16 @@ def fold_delays(clips, oof, fold_of) -> dict[int, int]:
 
 
 def fold_maps(clips, oof, fold_of) -> dict:
+    """Per fold: the corpus map fitted on the other folds' predictions, or None when the run has
+    none (a ``--cv fresh`` run: its corpus-map figures are then left out, not fitted on itself)."""
     from lipdub.motion.calibrate import AmplitudeMap
     from lipdub.motion.train import corpus_map
 
-    return {k: AmplitudeMap.from_dict(corpus_map([c for c in clips if fold_of[c.speaker] != k], oof))
-            for k in sorted(set(fold_of.values()))}
+    maps = {}
+    for k in sorted(set(fold_of.values())):
+        others = [c for c in clips if fold_of[c.speaker] != k]
+        maps[k] = AmplitudeMap.from_dict(corpus_map(others, oof)) if others else None
+    return maps
 
 
 def face_map(cmap, real_speech):
@@ -74,7 +79,7 @@ def score_clip(c, pred, shuf, delay, cmap, files, offset: int = 0) -> dict:
     speech = speech_mask_of(c.vad) & (g >= 1)
     lg = ev.lagged(raw_ap, real)
     undelayed = ev.lagged(rep.aperture(smooth_motion(pred, 1.0) * g[:, None]), real)
-    corpus_ap = raw_ap * cmap.gains(raw_ap)
+    corpus_ap = raw_ap * cmap.gains(raw_ap) if cmap is not None else np.full_like(raw_ap, np.nan)
     lmd = np.linalg.norm((off - c.target).reshape(c.n, rep.N_POINTS, 3)[..., :2], axis=-1).mean()
     row = {"clip": c.name, "speaker": c.speaker, "frames": c.n,
            "language": files.get(c.name, {}).get("language", "en"),
@@ -99,11 +104,12 @@ def score_clip(c, pred, shuf, delay, cmap, files, offset: int = 0) -> dict:
                    closure_recall_self=_r(cl["recall"]))
         # Face-only map: the corpus's predicted quantiles -> this speaker's real ones (its voice
         # plays no part, as when another voice drives the avatar).
-        face = face_map(cmap, real[:cut][speech[:cut]])
-        face_ap = raw_ap[cut:] * face.gains(raw_ap[cut:])
-        amp_f = ev.amplitude_ratio(face_ap, real[cut:], speech[cut:])
-        row.update(amp_face=_r(amp_f["mean"]), amp_face_p90=_r(amp_f["p90"]),
-                   closure_recall_face=_r(ev.closure_recall(face_ap, real[cut:], speech[cut:])["recall"]))
+        if cmap is not None:
+            face = face_map(cmap, real[:cut][speech[:cut]])
+            face_ap = raw_ap[cut:] * face.gains(raw_ap[cut:])
+            amp_f = ev.amplitude_ratio(face_ap, real[cut:], speech[cut:])
+            row.update(amp_face=_r(amp_f["mean"]), amp_face_p90=_r(amp_f["p90"]),
+                       closure_recall_face=_r(ev.closure_recall(face_ap, real[cut:], speech[cut:])["recall"]))
     row["envelope_r"] = _r(ev.pearson(c.env, real))
     if shuf is not None:
         m = min(len(shuf), c.n)
