@@ -66,3 +66,9 @@ def test_fold_nets_load_with_the_input_width_they_were_trained_on(tmp_path):
     torch.save({0: [net.state_dict()]}, tmp_path / "r" / "fold_nets.pt")
     loaded = train.load_fold_nets(tmp_path / "r", cfg)[0][0]
     assert loaded(torch.zeros(1, 20, 7)).shape == (1, 20 - 2 * net.receptive_field, 3)
+
+
+def test_a_speaker_share_outside_0_to_1_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--speaker-share", "1.5", "--members", "0", "--data", str(tmp_path / "none")])
+    assert e.value.code == 2 and "--speaker-share must be in (0, 1]" in capsys.readouterr().err

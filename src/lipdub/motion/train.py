@@ -318,6 +318,8 @@ def main(argv=None) -> int:
                          "runs only)")
     ap.add_argument("--speaker-seed", type=int, default=0)
     args = ap.parse_args(argv)
+    if not 0 < args.speaker_share <= 1:
+        ap.error(f"--speaker-share must be in (0, 1], got {args.speaker_share}")
     torch.set_num_threads(args.threads)
     cfg = config_from(args)
     # Inputs only training makes (MotionModel reads AudioFeatures as they are) and learning-curve
@@ -401,7 +403,10 @@ def main(argv=None) -> int:
         save_run(args.cache / "runs" / args.run, oof, shuf, nets,
                  {"config": cfg.to_dict(), "test_folds": test, "train_folds": train_folds,
                   "offsets": str(offsets_path) if table else None, "members": args.cv_members,
-                  "speaker_share": [args.speaker_share, args.speaker_seed], "command": command})
+                  "command": command,
+                  # only when set, so full-data runs of any session still merge with each other
+                  **({"speaker_share": [args.speaker_share, args.speaker_seed]}
+                     if args.speaker_share < 1 else {})})
         log(f"run {args.run}: out-of-fold predictions for {len(oof)} clips saved")
 
     if args.members:
